@@ -1,0 +1,302 @@
+//! The `cairn` command: storage node, gateway, local dev cluster and admin client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cairn_gateway::{dev, read_secret_file, server};
+use cairn_storage_node::control::ClusterSettings;
+use cairn_storage_node::node::{self, DEFAULT_RESERVE_BYTES};
+use cairn_storage_node::placement::{DEFAULT_PARTITION_COUNT, DEFAULT_REPLICATION_FACTOR};
+use cairn_storage_node::rpc::auth::ClusterSecret;
+use clap::{Args, Parser, Subcommand};
+
+/// Default chunk size of a new cluster.
+const DEFAULT_CHUNK_SIZE_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Cairn: an S3-compatible object store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run a storage node.
+    Node(NodeArgs),
+    /// Run an S3 gateway.
+    Gateway(GatewayArgs),
+    /// Run a local cluster: N storage nodes and a gateway, as child processes.
+    Dev(DevArgs),
+    /// Administer a running cluster through a gateway's admin API.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Args)]
+struct SecretArgs {
+    /// File holding the cluster secret.
+    #[arg(long, env = "CAIRN_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// The cluster secret itself (prefer --secret-file).
+    #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+}
+
+impl SecretArgs {
+    fn load(&self) -> anyhow::Result<ClusterSecret> {
+        match (&self.secret_file, &self.cluster_secret) {
+            (Some(path), _) => Ok(ClusterSecret::new(read_secret_file(path)?)),
+            (None, Some(secret)) if !secret.is_empty() => Ok(ClusterSecret::new(secret)),
+            _ => anyhow::bail!("a cluster secret is required: --secret-file or CAIRN_CLUSTER_SECRET"),
+        }
+    }
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// TOML file with any of these options (names with underscores).
+    #[arg(long, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for chunks, metadata and the control-plane log.
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address the node RPC listens on.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7000")]
+    listen: SocketAddr,
+    /// Address others reach this node at (defaults to the listen address).
+    #[arg(long, env = "CAIRN_ADVERTISE")]
+    advertise: Option<String>,
+    /// Stable node id (generated on first start when absent).
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    node_id: Option<String>,
+    /// Failure domain of this node.
+    #[arg(long, env = "CAIRN_ZONE", default_value = "default")]
+    zone: String,
+    /// Relative share of data this node holds.
+    #[arg(long, env = "CAIRN_CAPACITY_WEIGHT", default_value_t = 100)]
+    capacity_weight: u32,
+    /// Free bytes kept in reserve; writes are refused below it.
+    #[arg(long, env = "CAIRN_RESERVE_BYTES", default_value_t = DEFAULT_RESERVE_BYTES)]
+    reserve_bytes: u64,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Start a new cluster if this node has none.
+    #[arg(long, env = "CAIRN_BOOTSTRAP")]
+    bootstrap: bool,
+    /// Join the cluster through this node address if this node has none.
+    #[arg(long, env = "CAIRN_JOIN")]
+    join: Option<String>,
+    /// Replication factor of a new cluster.
+    #[arg(long, env = "CAIRN_REPLICATION_FACTOR", default_value_t = DEFAULT_REPLICATION_FACTOR)]
+    replication_factor: u8,
+    /// Partition count of a new cluster (a power of two).
+    #[arg(long, env = "CAIRN_PARTITIONS", default_value_t = DEFAULT_PARTITION_COUNT)]
+    partitions: u32,
+    /// Chunk size of a new cluster.
+    #[arg(long, env = "CAIRN_CHUNK_SIZE_BYTES", default_value_t = DEFAULT_CHUNK_SIZE_BYTES)]
+    chunk_size_bytes: u64,
+    /// Exit when the parent process exits (used by `cairn dev`).
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// TOML file with any of these options (names with underscores).
+    #[arg(long, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the S3 API.
+    #[arg(long, env = "CAIRN_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    s3_listen: SocketAddr,
+    /// Address of the admin API, health checks and metrics.
+    #[arg(long, env = "CAIRN_ADMIN_LISTEN", default_value = "127.0.0.1:9001")]
+    admin_listen: SocketAddr,
+    /// Storage node RPC addresses to learn the cluster from, comma separated.
+    #[arg(long, env = "CAIRN_NODES", value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// File holding the admin API token.
+    #[arg(long, env = "CAIRN_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Region reported to S3 clients.
+    #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Exit when the parent process exits (used by `cairn dev`).
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Directory for the whole local cluster (kept across runs).
+    #[arg(long, default_value = "./cairn-dev")]
+    data_dir: PathBuf,
+    /// Number of storage nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Port of the S3 API (0 picks a free one).
+    #[arg(long, default_value_t = 9000)]
+    s3_port: u16,
+    /// Port of the admin API (0 picks a free one).
+    #[arg(long, default_value_t = 9001)]
+    admin_port: u16,
+    /// Write shell exports of the endpoint and credentials to this file.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Access keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an access key that may create buckets of its own.
+    Create {
+        /// Name of the key.
+        name: String,
+        /// Print the key as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Admin API URL.
+        #[arg(long, env = "CAIRN_ADMIN_URL")]
+        admin_url: String,
+        /// Admin API token.
+        #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+    },
+}
+
+/// Turns a TOML config file into `--name value` arguments placed before the command line's
+/// own, so flags given on the command line win.
+fn args_with_config_file() -> anyhow::Result<Vec<String>> {
+    let args: Vec<String> = std::env::args().collect();
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_owned)))
+        .or_else(|| std::env::var("CAIRN_CONFIG").ok());
+    let Some(path) = config else { return Ok(args) };
+    if args.len() < 2 || !matches!(args[1].as_str(), "node" | "gateway") {
+        return Ok(args);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {path}"))?;
+    let mut out = args[..2].to_vec();
+    for (name, value) in table {
+        let flag = format!("--{}", name.replace('_', "-"));
+        match value {
+            toml::Value::Boolean(true) => out.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::String(s) => out.extend([flag, s]),
+            toml::Value::Array(items) => {
+                let joined: Vec<String> =
+                    items.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect();
+                out.extend([flag, joined.join(",")]);
+            }
+            other => out.extend([flag, other.to_string()]),
+        }
+    }
+    out.extend_from_slice(&args[2..]);
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse_from(args_with_config_file()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Commands::Node(args) => {
+            let config = node::NodeConfig {
+                node_id: args.node_id,
+                data_dir: args.data_dir,
+                listen: args.listen,
+                advertise: args.advertise,
+                zone: args.zone,
+                capacity_weight: args.capacity_weight,
+                reserve_bytes: args.reserve_bytes,
+                secret: args.secret.load()?,
+                bootstrap: args.bootstrap.then_some(ClusterSettings {
+                    partition_count: args.partitions,
+                    replication_factor: args.replication_factor,
+                    chunk_size_bytes: args.chunk_size_bytes,
+                }),
+                join: args.join,
+            };
+            node::run(config, stop_signal(args.exit_with_parent)).await
+        }
+        Commands::Gateway(args) => {
+            let admin_token = match (&args.admin_token_file, std::env::var("CAIRN_ADMIN_TOKEN")) {
+                (Some(path), _) => read_secret_file(path)?,
+                (None, Ok(token)) if !token.is_empty() => token,
+                _ => anyhow::bail!("an admin token is required: --admin-token-file or CAIRN_ADMIN_TOKEN"),
+            };
+            let config = server::GatewayConfig {
+                s3_listen: args.s3_listen,
+                admin_listen: args.admin_listen,
+                seeds: args.nodes,
+                secret: args.secret.load()?,
+                region: args.region,
+                admin_token,
+            };
+            server::run(config, stop_signal(args.exit_with_parent)).await
+        }
+        Commands::Dev(args) => {
+            dev::run(dev::DevConfig {
+                data_dir: args.data_dir,
+                nodes: args.nodes,
+                s3_port: args.s3_port,
+                admin_port: args.admin_port,
+                env_file: args.env_file,
+                binary: std::env::current_exe()?,
+            })
+            .await
+        }
+        Commands::Admin {
+            command: AdminCommand::Key { command: KeyCommand::Create { name, json, admin_url, admin_token } },
+        } => {
+            let key = cairn_gateway::admin::request_key(&admin_url, &admin_token, &name).await?;
+            #[allow(clippy::print_stdout)]
+            if json {
+                println!("{}", serde_json::to_string(&key)?);
+            } else {
+                println!("access key id:     {}\nsecret access key: {}", key.access_key_id, key.secret_access_key);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, or when the parent exits if asked to follow it.
+async fn stop_signal(exit_with_parent: bool) {
+    if exit_with_parent {
+        tokio::select! {
+            _ = cairn_gateway::shutdown_signal() => {}
+            _ = cairn_gateway::parent_exit() => {}
+        }
+    } else {
+        cairn_gateway::shutdown_signal().await;
+    }
+}

@@ -1,0 +1,354 @@
+//! The quorum coordinator: sends each chunk and metadata row to every replica of its partition
+//! in parallel and answers once the bucket's consistency level is met.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
+use cairn_storage_node::control::{Consistency, NodeInfo};
+use cairn_storage_node::meta_store::Row;
+use cairn_storage_node::rpc::client::{NodeClient, RpcError};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::cluster::Cluster;
+
+/// Bytes of chunk data a gateway keeps in flight to replicas, across all requests; bounds
+/// gateway memory when a replica is slow (a write waits for budget instead of piling up).
+pub const REPLICATION_BUDGET_BYTES: usize = 96 * 1024 * 1024;
+
+/// Why a replicated operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The layout has no node for the partition.
+    #[error("no replicas in the layout")]
+    NoReplicas,
+    /// Too few replicas acknowledged.
+    #[error("{acked} of {needed} required replicas answered: {last_error}")]
+    QuorumNotMet {
+        /// Replicas that succeeded.
+        acked: usize,
+        /// Replicas required.
+        needed: usize,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// No replica could serve a chunk.
+    #[error("chunk {chunk} unavailable: {last_error}")]
+    ChunkUnavailable {
+        /// The chunk id in hex.
+        chunk: String,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// A stored record could not be decoded.
+    #[error("undecodable metadata: {0}")]
+    Corrupt(String),
+}
+
+/// How many replicas a write must reach.
+pub fn write_quorum(replicas: usize, level: Consistency) -> usize {
+    match level {
+        Consistency::One => 1.min(replicas),
+        Consistency::Quorum => replicas / 2 + 1,
+        Consistency::All => replicas,
+    }
+}
+
+/// How many replicas a read must hear from.
+pub fn read_quorum(replicas: usize, level: Consistency) -> usize {
+    match level {
+        Consistency::One | Consistency::All => 1.min(replicas),
+        Consistency::Quorum => replicas / 2 + 1,
+    }
+}
+
+/// Coordinates replicated reads and writes.
+pub struct Replication {
+    cluster: Arc<Cluster>,
+    client: NodeClient,
+    budget: Arc<Semaphore>,
+}
+
+impl Replication {
+    /// Creates a coordinator over the cluster's current layout.
+    pub fn new(cluster: Arc<Cluster>, client: NodeClient) -> Self {
+        Self { cluster, client, budget: Arc::new(Semaphore::new(REPLICATION_BUDGET_BYTES)) }
+    }
+
+    /// The cluster view.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Writes a chunk to its replicas; returns once `level` is met. Replicas past the quorum
+    /// keep receiving it in the background.
+    pub async fn write_chunk(
+        &self,
+        id: ChunkId,
+        digest: ChunkDigest,
+        data: Bytes,
+        level: Consistency,
+    ) -> Result<(), ReplicationError> {
+        let replicas = self.cluster.replicas(&id.placement_key());
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = write_quorum(replicas.len(), level);
+        let cost = u32::try_from(data.len().clamp(1, REPLICATION_BUDGET_BYTES)).unwrap_or(u32::MAX);
+        let permit = self.budget.clone().acquire_many_owned(cost).await.expect("budget semaphore never closes");
+        let (results_tx, results_rx) = mpsc::channel(replicas.len());
+        let client = self.client.clone();
+        // The fan-out runs in its own task, holding the budget until every replica answered.
+        tokio::spawn(async move {
+            let mut puts: FuturesUnordered<_> = replicas
+                .iter()
+                .map(|node| {
+                    let client = client.clone();
+                    let data = data.clone();
+                    let addr = node.rpc_addr.clone();
+                    async move { client.put_chunk(&addr, id, &digest, data).await }
+                })
+                .collect();
+            while let Some(result) = puts.next().await {
+                if let Err(e) = &result {
+                    tracing::warn!(chunk = %id.to_hex(), error = %e, "chunk replica write failed");
+                }
+                let _ = results_tx.send(result).await;
+            }
+            drop(permit);
+        });
+        await_quorum(results_rx, needed).await
+    }
+
+    /// Reads `len` bytes at `offset` of a chunk from the first replica that serves it verified.
+    pub async fn read_chunk(&self, id: ChunkId, range: Option<(u64, u64)>) -> Result<Bytes, ReplicationError> {
+        let replicas = self.cluster.replicas(&id.placement_key());
+        let mut last_error = String::from("no replicas in the layout");
+        for node in &replicas {
+            match self.client.get_chunk(&node.rpc_addr, id, range).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => {
+                    tracing::warn!(chunk = %id.to_hex(), node = %node.node_id, error = %e, "chunk read failed, trying next replica");
+                    last_error = e.to_string();
+                }
+            }
+        }
+        Err(ReplicationError::ChunkUnavailable { chunk: id.to_hex(), last_error })
+    }
+
+    /// Writes rows of one partition to its replicas; returns once `level` is met.
+    pub async fn put_rows(
+        &self,
+        placement_key: &[u8],
+        rows: Vec<Row>,
+        level: Consistency,
+    ) -> Result<(), ReplicationError> {
+        let replicas = self.cluster.replicas(placement_key);
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = write_quorum(replicas.len(), level);
+        let rows = Arc::new(rows);
+        let (results_tx, results_rx) = mpsc::channel(replicas.len());
+        for node in replicas {
+            let client = self.client.clone();
+            let rows = rows.clone();
+            let results_tx = results_tx.clone();
+            tokio::spawn(async move {
+                let result = client.put_rows(&node.rpc_addr, &rows).await.map(drop);
+                if let Err(e) = &result {
+                    tracing::warn!(node = %node.node_id, error = %e, "metadata replica write failed");
+                }
+                let _ = results_tx.send(result).await;
+            });
+        }
+        drop(results_tx);
+        await_quorum(results_rx, needed).await
+    }
+
+    /// Reads one row from enough replicas for `level`; the newest wins, and replicas found
+    /// stale are repaired in the background.
+    pub async fn get_row(
+        &self,
+        placement_key: &[u8],
+        key: &[u8],
+        level: Consistency,
+    ) -> Result<Option<Row>, ReplicationError> {
+        let replicas = self.cluster.replicas(placement_key);
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = read_quorum(replicas.len(), level);
+        let mut reads: FuturesUnordered<_> = replicas
+            .iter()
+            .map(|node| {
+                let client = self.client.clone();
+                let node = node.clone();
+                let key = key.to_vec();
+                async move { (client.get_row(&node.rpc_addr, &key).await, node) }
+            })
+            .collect();
+        let mut answers: Vec<(Option<Row>, NodeInfo)> = Vec::new();
+        let mut last_error = String::new();
+        while let Some((result, node)) = reads.next().await {
+            match result {
+                Ok(row) => answers.push((row, node)),
+                Err(e) => last_error = e.to_string(),
+            }
+            if answers.len() >= needed {
+                break;
+            }
+        }
+        if answers.len() < needed {
+            return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
+        }
+        let newest = answers.iter().filter_map(|(row, _)| row.clone()).max_by_key(|row| row.timestamp);
+        if let Some(newest) = &newest {
+            let stale: Vec<NodeInfo> = answers
+                .into_iter()
+                .filter(|(row, _)| row.as_ref().map(|r| r.timestamp) != Some(newest.timestamp))
+                .map(|(_, node)| node)
+                .collect();
+            self.repair(stale, vec![newest.clone()]);
+        }
+        Ok(newest)
+    }
+
+    /// Scans rows of one partition from enough replicas for `level` and merges them by key,
+    /// newest first. Returns the merged rows and whether more may follow the last one.
+    pub async fn scan_rows(
+        &self,
+        placement_key: &[u8],
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        level: Consistency,
+    ) -> Result<(Vec<Row>, bool), ReplicationError> {
+        let replicas = self.cluster.replicas(placement_key);
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = read_quorum(replicas.len(), level);
+        let mut scans: FuturesUnordered<_> = replicas
+            .iter()
+            .map(|node| {
+                let client = self.client.clone();
+                let addr = node.rpc_addr.clone();
+                async move { client.scan_rows(&addr, prefix, start_after, limit).await }
+            })
+            .collect();
+        let mut answers: Vec<Vec<Row>> = Vec::new();
+        let mut last_error = String::new();
+        while let Some(result) = scans.next().await {
+            match result {
+                Ok(rows) => answers.push(rows),
+                Err(e) => last_error = e.to_string(),
+            }
+            if answers.len() >= needed {
+                break;
+            }
+        }
+        if answers.len() < needed {
+            return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
+        }
+        Ok(merge_scans(answers, limit))
+    }
+
+    /// Writes `rows` back to replicas that answered with something older.
+    fn repair(&self, nodes: Vec<NodeInfo>, rows: Vec<Row>) {
+        for node in nodes {
+            let client = self.client.clone();
+            let rows = rows.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.put_rows(&node.rpc_addr, &rows).await {
+                    tracing::warn!(node = %node.node_id, error = %e, "read repair failed");
+                }
+            });
+        }
+    }
+}
+
+/// Merges replica answers to one scan. An answer that filled its `limit` may have more rows
+/// after its last key, so the merge stops at the smallest such last key: beyond it, some
+/// replica's view is unknown.
+fn merge_scans(answers: Vec<Vec<Row>>, limit: usize) -> (Vec<Row>, bool) {
+    let cut: Option<Vec<u8>> = answers
+        .iter()
+        .filter(|rows| rows.len() >= limit && limit > 0)
+        .filter_map(|rows| rows.last().map(|r| r.key.clone()))
+        .min();
+    let mut merged: BTreeMap<Vec<u8>, Row> = BTreeMap::new();
+    for row in answers.into_iter().flatten() {
+        if cut.as_ref().is_some_and(|cut| &row.key > cut) {
+            continue;
+        }
+        match merged.get(&row.key) {
+            Some(existing) if existing.timestamp >= row.timestamp => {}
+            _ => {
+                merged.insert(row.key.clone(), row);
+            }
+        }
+    }
+    (merged.into_values().collect(), cut.is_some())
+}
+
+async fn await_quorum(
+    mut results: mpsc::Receiver<Result<(), RpcError>>,
+    needed: usize,
+) -> Result<(), ReplicationError> {
+    let mut acked = 0;
+    let mut last_error = String::new();
+    while let Some(result) = results.recv().await {
+        match result {
+            Ok(()) => {
+                acked += 1;
+                if acked >= needed {
+                    return Ok(());
+                }
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    Err(ReplicationError::QuorumNotMet { acked, needed, last_error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_storage_node::hlc::Timestamp;
+
+    fn row(key: &str, ms: u64) -> Row {
+        Row {
+            key: key.as_bytes().to_vec(),
+            timestamp: Timestamp { physical_ms: ms, logical: 0, origin: 0 },
+            tombstone: false,
+            value: vec![],
+        }
+    }
+
+    #[test]
+    fn quorum_sizes() {
+        assert_eq!(write_quorum(3, Consistency::Quorum), 2);
+        assert_eq!(write_quorum(3, Consistency::One), 1);
+        assert_eq!(write_quorum(3, Consistency::All), 3);
+        assert_eq!(read_quorum(3, Consistency::All), 1);
+        assert_eq!(write_quorum(1, Consistency::Quorum), 1);
+        assert_eq!(write_quorum(2, Consistency::Quorum), 2);
+    }
+
+    #[test]
+    fn merge_keeps_newest_and_stops_at_the_shortest_full_answer() {
+        let a = vec![row("a", 1), row("b", 5), row("c", 1)];
+        let b = vec![row("b", 7), row("d", 1), row("e", 1)];
+        let (rows, more) = merge_scans(vec![a, b], 3);
+        let keys: Vec<(&[u8], u64)> = rows.iter().map(|r| (r.key.as_slice(), r.timestamp.physical_ms)).collect();
+        assert_eq!(keys, vec![(&b"a"[..], 1), (&b"b"[..], 7), (&b"c"[..], 1)]);
+        assert!(more);
+        let (rows, more) = merge_scans(vec![vec![row("a", 1)], vec![row("b", 1)]], 3);
+        assert_eq!(rows.len(), 2);
+        assert!(!more);
+    }
+}

@@ -1,0 +1,145 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use cairn_storage_node::control::{Command, CommandResult, Consistency};
+use cairn_storage_node::manifest::DEFAULT_INDEX_SHARDS;
+use http::StatusCode;
+use uuid::Uuid;
+
+use super::error::S3Error;
+use super::list::list_page;
+use super::xml::{DECLARATION, NAMESPACE, XmlWriter};
+use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
+use crate::timefmt::{iso8601, now_ms};
+
+/// The region whose CreateBucket answers 200 for a bucket the caller already owns.
+const LEGACY_REGION: &str = "us-east-1";
+
+/// Whether `name` follows S3's bucket naming rules.
+pub fn is_valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !name.starts_with("xn--")
+        && !name.ends_with("-s3alias")
+}
+
+/// ListBuckets.
+pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let state = gateway.state();
+    let owner = &request.auth.access_key_id;
+    let mut xml = XmlWriter::new("ListAllMyBucketsResult");
+    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
+    xml.open("Buckets");
+    for bucket in state.buckets.values() {
+        xml.open("Bucket")
+            .element("Name", &bucket.name)
+            .element("CreationDate", &iso8601(bucket.created_ms))
+            .close("Bucket");
+    }
+    xml.close("Buckets");
+    Ok(xml_response(xml.finish("ListAllMyBucketsResult")))
+}
+
+/// CreateBucket: one replicated command, so concurrent creates yield one bucket.
+pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
+    let name = request.bucket.clone().unwrap_or_default();
+    if !is_valid_bucket_name(&name) {
+        return Err(S3Error::InvalidBucketName);
+    }
+    let owner = request.auth.access_key_id.clone();
+    let command = Command::CreateBucket {
+        name: name.clone(),
+        bucket_id: Uuid::now_v7(),
+        owner_key: owner.clone(),
+        consistency: Consistency::Quorum,
+        index_shards: DEFAULT_INDEX_SHARDS,
+        created_ms: now_ms(),
+    };
+    let result = gateway.replication.cluster().command(&command).await.map_err(|e| {
+        tracing::warn!(error = %e, "create bucket failed");
+        S3Error::ServiceUnavailable
+    })?;
+    match result {
+        CommandResult::Ok => {}
+        CommandResult::BucketAlreadyExists { owner_key } if owner_key == owner => {
+            if gateway.config.region != LEGACY_REGION {
+                return Err(S3Error::BucketAlreadyOwnedByYou);
+            }
+        }
+        CommandResult::BucketAlreadyExists { .. } => return Err(S3Error::BucketAlreadyExists),
+        other => {
+            tracing::warn!(?other, "unexpected create bucket result");
+            return Err(S3Error::InternalError);
+        }
+    }
+    let mut response = StatusCode::OK.into_response();
+    set_header(&mut response, "location", &format!("/{name}"));
+    Ok(response)
+}
+
+/// HeadBucket.
+pub fn head_bucket(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    resolve_bucket(gateway, request)?;
+    let mut response = StatusCode::OK.into_response();
+    set_header(&mut response, "x-amz-bucket-region", &gateway.config.region);
+    Ok(response)
+}
+
+/// GetBucketLocation.
+pub fn get_bucket_location(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    resolve_bucket(gateway, request)?;
+    let region = &gateway.config.region;
+    // S3 answers an empty constraint for us-east-1.
+    let constraint = if region == LEGACY_REGION { String::new() } else { region.clone() };
+    let mut body = String::from(DECLARATION);
+    body.push_str(&format!("<LocationConstraint xmlns=\"{NAMESPACE}\">"));
+    super::xml::escape_into(&mut body, &constraint);
+    body.push_str("</LocationConstraint>");
+    Ok(xml_response(body))
+}
+
+/// DeleteBucket: only an empty bucket.
+pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request)?;
+    let page = list_page(gateway, &bucket, "", None, None, 1).await?;
+    if !page.entries.is_empty() {
+        return Err(S3Error::BucketNotEmpty);
+    }
+    let command = Command::DeleteBucket { name: bucket.name.clone(), bucket_id: bucket.bucket_id };
+    let result = gateway.replication.cluster().command(&command).await.map_err(|e| {
+        tracing::warn!(error = %e, "delete bucket failed");
+        S3Error::ServiceUnavailable
+    })?;
+    match result {
+        CommandResult::Ok => Ok(StatusCode::NO_CONTENT.into_response()),
+        CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
+        other => {
+            tracing::warn!(?other, "unexpected delete bucket result");
+            Err(S3Error::InternalError)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "my-bucket.2", "a".repeat(63).as_str()] {
+            assert!(is_valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc", "a_b", &"a".repeat(64)] {
+            assert!(!is_valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

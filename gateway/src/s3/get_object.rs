@@ -1,0 +1,180 @@
+//! GetObject and HeadObject: one metadata quorum read, then chunks streamed in order with a
+//! bounded look-ahead.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use cairn_storage_node::control::BucketInfo;
+use cairn_storage_node::manifest::{self, ObjectVersion, decode_record, index_shard, metadata_placement_key};
+use futures_util::StreamExt;
+use http::StatusCode;
+
+use super::error::S3Error;
+use super::{Gateway, S3Request, resolve_bucket, set_header};
+use crate::timefmt::http_date;
+
+/// Chunks fetched ahead of the one being sent.
+pub const READ_AHEAD_CHUNKS: usize = 2;
+
+/// Reads the current version of a key (quorum read; tombstones mean absent).
+pub async fn read_version(gateway: &Gateway, bucket: &BucketInfo, key: &str) -> Result<Option<ObjectVersion>, S3Error> {
+    let shard = index_shard(key, bucket.index_shards);
+    let row = gateway
+        .replication
+        .get_row(
+            &metadata_placement_key(bucket.bucket_id, shard),
+            &manifest::object_key(bucket.bucket_id, shard, key),
+            bucket.consistency,
+        )
+        .await?;
+    match row {
+        Some(row) if !row.tombstone => decode_record(&row.value).map(Some).map_err(|e| {
+            tracing::error!(error = %e, "undecodable object row");
+            S3Error::InternalError
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// A byte range request, resolved against the object size: `start..end`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// Parses a `Range` header against `size`. `Ok(None)` means "whole object" (no header, or a
+/// form S3 ignores); an unsatisfiable range is an error.
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, S3Error> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        if suffix == 0 {
+            return Err(S3Error::InvalidRange);
+        }
+        ByteRange { start: size.saturating_sub(suffix), end: size }
+    } else {
+        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let end = if last.is_empty() {
+            size
+        } else {
+            let Ok(last) = last.parse::<u64>() else { return Ok(None) };
+            if last < start {
+                return Ok(None);
+            }
+            last.saturating_add(1).min(size)
+        };
+        if start >= size {
+            return Err(S3Error::InvalidRange);
+        }
+        ByteRange { start, end }
+    };
+    Ok(Some(range))
+}
+
+/// GetObject (`with_body`) and HeadObject.
+pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: bool) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request)?;
+    let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    let range = parse_range(request.header("range"), version.size)?;
+    let (start, end) = range.as_ref().map_or((0, version.size), |r| (r.start, r.end));
+
+    let body = if with_body && end > start {
+        let gateway = gateway.clone();
+        let slices = version.slices(start, end);
+        let chunks = futures_util::stream::iter(slices)
+            .map(move |slice| {
+                let gateway = gateway.clone();
+                async move {
+                    let range =
+                        (slice.offset != 0 || slice.len != slice.chunk_len).then_some((slice.offset, slice.len));
+                    let bytes =
+                        gateway.replication.read_chunk(slice.chunk, range).await.map_err(std::io::Error::other)?;
+                    if bytes.len() as u64 != slice.len {
+                        return Err(std::io::Error::other("chunk shorter than its manifest"));
+                    }
+                    Ok::<_, std::io::Error>(bytes)
+                }
+            })
+            .buffered(READ_AHEAD_CHUNKS);
+        Body::from_stream(chunks)
+    } else {
+        Body::empty()
+    };
+
+    let mut response = Response::new(body);
+    *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    set_header(&mut response, "content-length", &(end - start).to_string());
+    if range.is_some() {
+        set_header(
+            &mut response,
+            "content-range",
+            &format!("bytes {start}-{}/{}", end.saturating_sub(1), version.size),
+        );
+    }
+    set_object_headers(&mut response, &version);
+    Ok(response)
+}
+
+/// The headers GET and HEAD return for a stored version.
+pub fn set_object_headers(response: &mut Response, version: &ObjectVersion) {
+    set_header(response, "etag", &format!("\"{}\"", version.etag));
+    set_header(response, "last-modified", &http_date(version.last_modified_ms));
+    set_header(response, "accept-ranges", "bytes");
+    set_header(response, "content-type", version.content_type.as_deref().unwrap_or("binary/octet-stream"));
+    for (name, value) in &version.headers {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value))
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    for (name, value) in &version.user_metadata {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(format!("x-amz-meta-{name}").as_bytes()), http::HeaderValue::from_str(value))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    if version.parts.len() > 1 {
+        set_header(response, "x-amz-mp-parts-count", &version.parts.len().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(h: &str, size: u64) -> Option<(u64, u64)> {
+        parse_range(Some(h), size).unwrap().map(|r| (r.start, r.end))
+    }
+
+    #[test]
+    fn ranges_resolve_like_s3() {
+        assert_eq!(range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(range("bytes=90-200", 100), Some((90, 100)));
+        assert_eq!(range("bytes=10-", 100), Some((10, 100)));
+        assert_eq!(range("bytes=-10", 100), Some((90, 100)));
+        assert_eq!(range("bytes=-500", 100), Some((0, 100)));
+        assert_eq!(range("bytes=0-1,5-6", 100), None);
+        assert_eq!(range("items=0-1", 100), None);
+        assert_eq!(range("bytes=5-1", 100), None);
+        assert!(matches!(parse_range(Some("bytes=100-"), 100), Err(S3Error::InvalidRange)));
+        assert!(matches!(parse_range(Some("bytes=0-0"), 0), Err(S3Error::InvalidRange)));
+        assert!(matches!(parse_range(Some("bytes=-0"), 10), Err(S3Error::InvalidRange)));
+        assert_eq!(parse_range(None, 10).unwrap(), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! The S3 API: request routing, authentication and the operation handlers.
+
+pub mod bucket;
+pub mod error;
+pub mod get_object;
+pub mod list;
+pub mod multipart;
+pub mod put_object;
+pub mod xml;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use cairn_storage_node::control::{BucketInfo, ClusterState};
+use cairn_storage_node::hlc::Clock;
+use http::{HeaderValue, Method};
+use percent_encoding::percent_decode_str;
+
+use crate::auth::{self, Authenticated};
+use crate::replication::Replication;
+use error::S3Error;
+
+/// Longest object key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Settings of the S3 API.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// The region Cairn reports and expects in signatures.
+    pub region: String,
+}
+
+/// Shared state of the S3 API.
+pub struct Gateway {
+    /// Replicated reads and writes.
+    pub replication: Replication,
+    /// Issues metadata timestamps.
+    pub clock: Clock,
+    /// Settings.
+    pub config: S3Config,
+    request_counter: AtomicU64,
+    instance: u32,
+}
+
+impl Gateway {
+    /// Creates the S3 API state.
+    pub fn new(replication: Replication, config: S3Config) -> Arc<Self> {
+        let origin: u64 = rand::random();
+        Arc::new(Self {
+            replication,
+            clock: Clock::new(origin),
+            config,
+            request_counter: AtomicU64::new(0),
+            instance: rand::random(),
+        })
+    }
+
+    /// The current cluster state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.replication.cluster().state()
+    }
+
+    fn next_request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:08X}{:08X}", self.instance, n)
+    }
+}
+
+/// The S3 router: every request goes through one dispatcher.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new().fallback(handle).with_state(gateway)
+}
+
+/// A parsed, authenticated S3 request.
+pub struct S3Request {
+    /// HTTP method.
+    pub method: Method,
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// Decoded query parameters (first value wins).
+    pub query: BTreeMap<String, String>,
+    /// Bucket name from the path, if any.
+    pub bucket: Option<String>,
+    /// Object key from the path, if any.
+    pub key: Option<String>,
+    /// Who signed the request.
+    pub auth: Authenticated,
+}
+
+impl S3Request {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the query string carries `name`.
+    pub fn has_query(&self, name: &str) -> bool {
+        self.query.contains_key(name)
+    }
+}
+
+async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let request_id = gateway.next_request_id();
+    let resource = request.uri().path().to_owned();
+    let mut response = match dispatch(&gateway, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response_for(&resource, &request_id),
+    };
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amz-request-id", id);
+    }
+    response
+}
+
+async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
+    let (parts, body) = request.into_parts();
+    let state = gateway.state();
+    let auth = auth::authenticate(&parts, std::time::SystemTime::now(), |key_id| {
+        state.access_keys.get(key_id).map(|k| k.secret.clone())
+    })?;
+    let (bucket, key) = split_path(parts.uri.path())?;
+    let query = parse_query(parts.uri.query().unwrap_or(""));
+    let request = S3Request { method: parts.method, headers: parts.headers, query, bucket, key, auth };
+
+    let method = request.method.clone();
+    match (&request.bucket, &request.key) {
+        (None, _) => match method {
+            Method::GET => bucket::list_buckets(gateway, &request),
+            _ => Err(S3Error::MethodNotAllowed),
+        },
+        (Some(_), None) => match method {
+            Method::PUT => bucket::create_bucket(gateway, &request).await,
+            Method::HEAD => bucket::head_bucket(gateway, &request),
+            Method::DELETE => bucket::delete_bucket(gateway, &request).await,
+            Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
+            Method::GET if request.has_query("uploads") => Err(S3Error::NotImplemented("ListMultipartUploads".into())),
+            Method::GET => list::list_objects(gateway, &request).await,
+            Method::POST if request.has_query("delete") => Err(S3Error::NotImplemented("DeleteObjects".into())),
+            _ => Err(S3Error::MethodNotAllowed),
+        },
+        (Some(_), Some(_)) => match method {
+            Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
+                Err(S3Error::NotImplemented("CopyObject".into()))
+            }
+            Method::PUT if request.has_query("uploadId") => multipart::upload_part(gateway, &request, body).await,
+            Method::PUT => put_object::put_object(gateway, &request, body).await,
+            Method::GET if request.has_query("uploadId") => Err(S3Error::NotImplemented("ListParts".into())),
+            Method::GET => get_object::get_object(gateway, &request, true).await,
+            Method::HEAD => get_object::get_object(gateway, &request, false).await,
+            Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
+            Method::DELETE => put_object::delete_object(gateway, &request).await,
+            Method::POST if request.has_query("uploads") => multipart::create(gateway, &request).await,
+            Method::POST if request.has_query("uploadId") => multipart::complete(gateway, &request, body).await,
+            _ => Err(S3Error::MethodNotAllowed),
+        },
+    }
+}
+
+/// Splits a path-style request path into bucket and key, percent-decoded.
+fn split_path(raw_path: &str) -> Result<(Option<String>, Option<String>), S3Error> {
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    let (bucket, key) = match path.split_once('/') {
+        Some((bucket, key)) => (bucket, Some(key)),
+        None => (path, None),
+    };
+    let decode = |s: &str| {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| S3Error::InvalidArgument("the path is not valid UTF-8".into()))
+    };
+    let bucket = if bucket.is_empty() { None } else { Some(decode(bucket)?) };
+    let key = match key {
+        Some(key) if !key.is_empty() => Some(decode(key)?),
+        _ => None,
+    };
+    if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+        return Err(S3Error::KeyTooLongError);
+    }
+    Ok((bucket, key))
+}
+
+/// Decodes a query string into name → value (the first occurrence wins); a raw `+` is a
+/// space, as in the signature's canonical query.
+fn parse_query(raw: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        out.entry(decode(name)).or_insert_with(|| decode(value));
+    }
+    out
+}
+
+/// The bucket a request names, which must exist.
+pub fn resolve_bucket(gateway: &Gateway, request: &S3Request) -> Result<BucketInfo, S3Error> {
+    let name = request.bucket.as_deref().ok_or(S3Error::NoSuchBucket)?;
+    gateway.replication.cluster().bucket(name).ok_or(S3Error::NoSuchBucket)
+}
+
+/// Adds a header, skipping values that are not valid header text.
+pub fn set_header(response: &mut Response, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// An XML response with status 200.
+pub fn xml_response(body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_bucket_and_key_without_normalising() {
+        assert_eq!(split_path("/").unwrap(), (None, None));
+        assert_eq!(split_path("/bkt").unwrap(), (Some("bkt".into()), None));
+        assert_eq!(split_path("/bkt/").unwrap(), (Some("bkt".into()), None));
+        assert_eq!(split_path("/bkt/a//b/./c/../d").unwrap(), (Some("bkt".into()), Some("a//b/./c/../d".into())));
+        assert_eq!(
+            split_path("/bkt/docs/a%20b/%C3%BCn%2Bx").unwrap(),
+            (Some("bkt".into()), Some("docs/a b/ün+x".into()))
+        );
+        assert!(matches!(split_path(&format!("/b/{}", "k".repeat(1025))), Err(S3Error::KeyTooLongError)));
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = parse_query("list-type=2&prefix=a%2Bb&delimiter=%2F&uploads&start-after=x+y");
+        assert_eq!(q["prefix"], "a+b");
+        assert_eq!(q["start-after"], "x y");
+        assert_eq!(q["delimiter"], "/");
+        assert_eq!(q["uploads"], "");
+    }
+}

@@ -1,0 +1,76 @@
+//! A gateway process: the S3 listener and the admin listener over one cluster view.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use cairn_storage_node::rpc::auth::ClusterSecret;
+use cairn_storage_node::rpc::client::{ClientConfig, NodeClient};
+
+use crate::cluster::Cluster;
+use crate::replication::Replication;
+use crate::s3::{Gateway, S3Config};
+
+/// How long a starting gateway waits for the cluster to answer.
+const CONNECT_DEADLINE_SECS: u64 = 60;
+
+/// How to run a gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Address of the S3 listener.
+    pub s3_listen: SocketAddr,
+    /// Address of the admin listener.
+    pub admin_listen: SocketAddr,
+    /// RPC addresses of storage nodes to learn the cluster from.
+    pub seeds: Vec<String>,
+    /// Secret shared by the cluster.
+    pub secret: ClusterSecret,
+    /// Region reported to clients.
+    pub region: String,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+}
+
+/// Runs a gateway until `shutdown` resolves.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = NodeClient::new(config.secret.clone(), &ClientConfig::default());
+    let s3_listener = tokio::net::TcpListener::bind(config.s3_listen)
+        .await
+        .with_context(|| format!("binding {}", config.s3_listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", config.admin_listen))?;
+    let cluster =
+        Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
+    let gateway = Gateway::new(Replication::new(cluster.clone(), client), S3Config { region: config.region.clone() });
+    tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let s3_app = crate::s3::router(gateway.clone());
+    let s3 = axum::serve(
+        s3_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        s3_app,
+    )
+    .with_graceful_shutdown(stopped());
+    let admin_app = crate::admin::router(gateway, config.admin_token.clone());
+    let admin = axum::serve(admin_listener, admin_app).with_graceful_shutdown(stopped());
+    let s3 = tokio::spawn(async move { s3.await });
+    let admin = tokio::spawn(async move { admin.await });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    s3.await??;
+    admin.await??;
+    Ok(())
+}

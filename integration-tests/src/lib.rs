@@ -1,0 +1,240 @@
+//! Test harness: starts real `cairn` processes on loopback in temporary directories, hands out
+//! AWS SDK clients for them, and kills or restarts them for fault tests. Every process it
+//! starts is stopped when the harness is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+
+/// How long a cluster may take to come up.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
+
+/// The part of `cluster.json` the tests use.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClusterInfo {
+    /// S3 endpoint URL.
+    pub s3_endpoint: String,
+    /// Admin endpoint URL.
+    pub admin_endpoint: String,
+    /// Admin API token.
+    pub admin_token: String,
+    /// Region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Gateway process id.
+    pub gateway_pid: u32,
+    /// Storage nodes.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A storage node of the cluster.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: String,
+    /// Process id.
+    pub pid: u32,
+    /// RPC address.
+    pub rpc_addr: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Command line that starts it again.
+    pub argv: Vec<String>,
+}
+
+/// The `cairn` executable: `CAIRN_BIN`, or `cairn` next to the test binary's target directory.
+pub fn cairn_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CAIRN_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/cairn
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    profile_dir.join("cairn")
+}
+
+/// A local cluster started with `cairn dev`.
+pub struct DevCluster {
+    dev: Child,
+    dir: tempfile::TempDir,
+    /// What `cairn dev` wrote to `cluster.json`.
+    pub info: ClusterInfo,
+    restarted: Vec<Child>,
+}
+
+impl DevCluster {
+    /// Starts `cairn dev` with `nodes` storage nodes on free ports and waits until it is ready.
+    pub fn start(nodes: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
+        let log = std::fs::File::create(dir.path().join("dev.log"))?;
+        let dev = Command::new(cairn_binary())
+            .args(["dev", "--data-dir"])
+            .arg(dir.path().join("cluster"))
+            .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting cairn dev (build it first: cargo build -p cairn-gateway)")?;
+        let mut cluster = Self { dev, dir, info: placeholder_info(), restarted: Vec::new() };
+        let cluster_json = cluster.dir.path().join("cluster/cluster.json");
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Ok(bytes) = std::fs::read(&cluster_json) {
+                cluster.info = serde_json::from_slice(&bytes)?;
+                return Ok(cluster);
+            }
+            if let Some(status) = cluster.dev.try_wait()? {
+                anyhow::bail!("cairn dev exited with {status}:\n{}", cluster.logs());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "cairn dev did not come up:\n{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The cluster directory.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    /// The logs of every process, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["dev.log", "cluster/gateway.log", "cluster/node-1.log", "cluster/node-2.log", "cluster/node-3.log"]
+        {
+            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(name)) {
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("==> {name} <==\n"));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// An S3 client signed with the cluster's access key.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.s3_with(&self.info.access_key_id, &self.info.secret_access_key)
+    }
+
+    /// An S3 client signed with the given credentials.
+    pub fn s3_with(&self, access_key_id: &str, secret_access_key: &str) -> aws_sdk_s3::Client {
+        s3_client(&self.info.s3_endpoint, &self.info.region, access_key_id, secret_access_key)
+    }
+
+    /// Kills storage node `index` (0-based) with SIGKILL and waits until it is gone.
+    pub fn kill_node(&mut self, index: usize) {
+        let pid = self.info.nodes[index].pid;
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The killed process is dev's (or our) child; wait until its port is free again.
+        while Instant::now() < deadline && std::net::TcpListener::bind(&self.info.nodes[index].rpc_addr).is_err() {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts storage node `index` again with its original command line.
+    pub fn restart_node(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &self.info.nodes[index];
+        let log =
+            std::fs::OpenOptions::new().append(true).create(true).open(self.dir().join(format!("{}.log", node.id)))?;
+        let child = Command::new(&node.argv[0])
+            .args(&node.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.info.nodes[index].pid = child.id();
+        self.restarted.push(child);
+        Ok(())
+    }
+
+    fn reap(&mut self) {
+        for child in &mut self.restarted {
+            let _ = child.try_wait();
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.dev.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.dev.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.dev.kill();
+        let _ = self.dev.wait();
+        for child in &mut self.restarted {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Anything dev started that is somehow still alive.
+        for pid in self.info.nodes.iter().map(|n| n.pid).chain([self.info.gateway_pid]) {
+            if pid != 0 {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn placeholder_info() -> ClusterInfo {
+    ClusterInfo {
+        s3_endpoint: String::new(),
+        admin_endpoint: String::new(),
+        admin_token: String::new(),
+        region: String::new(),
+        access_key_id: String::new(),
+        secret_access_key: String::new(),
+        gateway_pid: 0,
+        nodes: Vec::new(),
+    }
+}
+
+/// An S3 client for an endpoint, path-style, signing with the given key.
+pub fn s3_client(endpoint: &str, region: &str, access_key_id: &str, secret_access_key: &str) -> aws_sdk_s3::Client {
+    let credentials =
+        aws_credential_types::Credentials::new(access_key_id, secret_access_key, None, None, "cairn-tests");
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .http_client(http_client)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

@@ -1,0 +1,91 @@
+use std::collections::BTreeSet;
+
+use crate::{put, run_concurrently};
+use cairn_integration_tests::DevCluster;
+
+async fn list_all(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    page_size: i32,
+) -> anyhow::Result<(Vec<String>, Vec<String>, usize)> {
+    let mut keys = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_prefix(prefix.map(str::to_owned))
+            .set_delimiter(delimiter.map(str::to_owned))
+            .max_keys(page_size)
+            .set_continuation_token(token.clone())
+            .send()
+            .await?;
+        pages += 1;
+        let count = out.contents().len() + out.common_prefixes().len();
+        assert!(count <= page_size as usize);
+        assert_eq!(out.key_count(), Some(count as i32));
+        keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        prefixes.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        if out.is_truncated() != Some(true) {
+            return Ok((keys, prefixes, pages));
+        }
+        token = out.next_continuation_token().map(str::to_owned);
+        assert!(token.is_some(), "a truncated page carries a continuation token");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_2500_keys_with_prefixes_delimiters_and_pages() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("many").send().await?;
+    let mut expected = BTreeSet::new();
+    for i in 0..2500 {
+        let dir = ["alpha", "beta", "gamma", "delta"][i % 4];
+        let key = if i % 10 == 0 { format!("top-{i:05}") } else { format!("{dir}/{:03}/obj-{i:05}", i % 7) };
+        expected.insert(key);
+    }
+    let keys: Vec<String> = expected.iter().cloned().collect();
+    let client = s3.clone();
+    run_concurrently(keys, 16, move |key| {
+        let s3 = client.clone();
+        async move {
+            put(&s3, "many", &key, key.as_bytes().to_vec()).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let (all, prefixes, pages) = list_all(&s3, "many", None, None, 1000).await?;
+    assert!(prefixes.is_empty());
+    assert_eq!(pages, 3);
+    assert_eq!(all, expected.iter().cloned().collect::<Vec<_>>(), "full listing is every key, in order");
+
+    let (small_pages, _, pages) = list_all(&s3, "many", None, None, 77).await?;
+    assert_eq!(small_pages, all);
+    assert_eq!(pages, 2500usize.div_ceil(77));
+
+    let (top, common, _) = list_all(&s3, "many", None, Some("/"), 1000).await?;
+    assert_eq!(common, vec!["alpha/", "beta/", "delta/", "gamma/"]);
+    assert_eq!(top.len(), 250);
+    assert!(top.iter().all(|k| k.starts_with("top-")));
+
+    let (_, beta_dirs, _) = list_all(&s3, "many", Some("beta/"), Some("/"), 3).await?;
+    let expected_dirs: BTreeSet<String> =
+        expected.iter().filter(|k| k.starts_with("beta/")).map(|k| k[..9].to_owned()).collect();
+    assert_eq!(beta_dirs, expected_dirs.into_iter().collect::<Vec<_>>());
+
+    let (gamma_3, _, _) = list_all(&s3, "many", Some("gamma/003/"), None, 1000).await?;
+    let expected_gamma: Vec<String> = expected.iter().filter(|k| k.starts_with("gamma/003/")).cloned().collect();
+    assert_eq!(gamma_3, expected_gamma);
+
+    let after = s3.list_objects_v2().bucket("many").start_after("delta/006/").max_keys(5).send().await?;
+    let got: Vec<&str> = after.contents().iter().filter_map(|o| o.key()).collect();
+    let want: Vec<&str> = expected.iter().filter(|k| k.as_str() > "delta/006/").take(5).map(String::as_str).collect();
+    assert_eq!(got, want);
+    Ok(())
+}

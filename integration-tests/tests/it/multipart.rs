@@ -1,0 +1,111 @@
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use cairn_integration_tests::{DevCluster, test_bytes};
+
+use crate::{error_code, get};
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_upload_complete_and_abort() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("parts").send().await?;
+
+    let upload = s3.create_multipart_upload().bucket("parts").key("big").content_type("video/x-test").send().await?;
+    let upload_id = upload.upload_id().expect("upload id").to_owned();
+    let sizes = [5 * MIB + 3, 6 * MIB, MIB + 7];
+    let mut whole = Vec::new();
+    let mut parts = Vec::new();
+    // Upload part 2 twice: the second upload replaces the first.
+    for (number, size) in [(1, sizes[0]), (2, 5 * MIB), (2, sizes[1]), (3, sizes[2])] {
+        let data = test_bytes(size, number as u64 * 1000 + size as u64);
+        let out = s3
+            .upload_part()
+            .bucket("parts")
+            .key("big")
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(data.clone().into())
+            .send()
+            .await?;
+        if number == 2 && size == 5 * MIB {
+            continue;
+        }
+        whole.extend_from_slice(&data);
+        parts.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap_or_default()).build());
+    }
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("parts")
+        .key("big")
+        .upload_id(&upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await?;
+    assert!(done.e_tag().unwrap_or_default().ends_with("-3\""), "multipart ETag: {:?}", done.e_tag());
+    assert!(get(&s3, "parts", "big").await? == whole);
+    let head = s3.head_object().bucket("parts").key("big").send().await?;
+    assert_eq!(head.content_length(), Some(whole.len() as i64));
+    assert_eq!(head.content_type(), Some("video/x-test"));
+    assert_eq!(head.e_tag(), done.e_tag());
+    let ranged =
+        s3.get_object().bucket("parts").key("big").range(format!("bytes={}-{}", 5 * MIB, 5 * MIB + 10)).send().await?;
+    assert!(ranged.body.collect().await?.into_bytes()[..] == whole[5 * MIB..5 * MIB + 11]);
+
+    // A part other than the last under 5 MiB, and a wrong ETag, are refused.
+    let small = s3.create_multipart_upload().bucket("parts").key("small").send().await?;
+    let small_id = small.upload_id().unwrap_or_default().to_owned();
+    let mut small_parts = Vec::new();
+    for number in 1..=2 {
+        let out = s3
+            .upload_part()
+            .bucket("parts")
+            .key("small")
+            .upload_id(&small_id)
+            .part_number(number)
+            .body(test_bytes(MIB, number as u64).into())
+            .send()
+            .await?;
+        small_parts.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap_or_default()).build());
+    }
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("parts")
+        .key("small")
+        .upload_id(&small_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(small_parts)).build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("EntityTooSmall"));
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("parts")
+        .key("small")
+        .upload_id(&small_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag("\"00000000000000000000000000000000\"").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
+
+    s3.abort_multipart_upload().bucket("parts").key("small").upload_id(&small_id).send().await?;
+    let err = s3
+        .upload_part()
+        .bucket("parts")
+        .key("small")
+        .upload_id(&small_id)
+        .part_number(3)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
+    let err = s3.get_object().bucket("parts").key("small").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NoSuchKey"));
+    Ok(())
+}

@@ -1,0 +1,83 @@
+use cairn_integration_tests::{DevCluster, test_bytes};
+
+use crate::{error_code, get, put, sha256_hex};
+
+const CHUNK: usize = 4 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_round_trip_byte_for_byte() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("objects").send().await?;
+
+    for (i, len) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 100 * 1024 * 1024].into_iter().enumerate() {
+        let data = test_bytes(len, i as u64);
+        let key = format!("size/{len}");
+        let etag = put(&s3, "objects", &key, data.clone()).await?;
+        let expected_etag = format!("\"{}\"", md5_hex(&data));
+        assert_eq!(etag, expected_etag, "ETag of {len} bytes");
+        let back = get(&s3, "objects", &key).await?;
+        assert_eq!(back.len(), len);
+        assert!(back == data, "{len} bytes differ: {} vs {}", sha256_hex(&back), sha256_hex(&data));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_metadata_and_deletes() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("ranges").send().await?;
+    let len = 3 * CHUNK + 12_345;
+    let data = test_bytes(len, 99);
+    s3.put_object()
+        .bucket("ranges")
+        .key("obj")
+        .body(data.clone().into())
+        .content_type("text/x-cairn")
+        .cache_control("max-age=60")
+        .metadata("color", "blue")
+        .metadata("shape", "round")
+        .send()
+        .await?;
+
+    let cases: Vec<(String, usize, usize)> = vec![
+        (format!("bytes={}-{}", CHUNK - 10, CHUNK + 9), CHUNK - 10, CHUNK + 10),
+        (format!("bytes={}-{}", 1, 3 * CHUNK), 1, 3 * CHUNK + 1),
+        (format!("bytes={}-", 2 * CHUNK + 5), 2 * CHUNK + 5, len),
+        ("bytes=-100".to_owned(), len - 100, len),
+        ("bytes=0-0".to_owned(), 0, 1),
+        (format!("bytes={}-{}", len - 1, len + 1000), len - 1, len),
+    ];
+    for (range, start, end) in cases {
+        let out = s3.get_object().bucket("ranges").key("obj").range(&range).send().await?;
+        assert_eq!(out.content_range(), Some(format!("bytes {start}-{}/{len}", end - 1).as_str()), "{range}");
+        let body = out.body.collect().await?.into_bytes();
+        assert!(body[..] == data[start..end], "range {range} returned wrong bytes");
+    }
+    let err = s3.get_object().bucket("ranges").key("obj").range(format!("bytes={len}-")).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidRange"));
+
+    let head = s3.head_object().bucket("ranges").key("obj").send().await?;
+    assert_eq!(head.content_length(), Some(len as i64));
+    assert_eq!(head.content_type(), Some("text/x-cairn"));
+    assert_eq!(head.cache_control(), Some("max-age=60"));
+    let meta = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(meta.get("color").map(String::as_str), Some("blue"));
+    assert_eq!(meta.get("shape").map(String::as_str), Some("round"));
+    assert!(head.last_modified().is_some());
+
+    s3.delete_object().bucket("ranges").key("obj").send().await?;
+    let err = s3.get_object().bucket("ranges").key("obj").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NoSuchKey"));
+    let err = s3.head_object().bucket("ranges").key("obj").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    // Deleting a missing key is not an error in S3.
+    s3.delete_object().bucket("ranges").key("never-there").send().await?;
+    Ok(())
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,452 @@
+//! The replicated cluster state and the commands that change it.
+//!
+//! [`ClusterState::apply`] is the whole business logic of the control plane. It runs on every
+//! replica for every committed command, so it must be deterministic: no clock, no randomness,
+//! no I/O. Everything time- or id-dependent (bucket ids, creation times) travels in the command.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::placement::{self, Layout, NodeSpec};
+
+/// Format version of [`ClusterState`] and everything persisted by the control plane.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+/// Largest accepted number of partitions.
+pub const MAX_PARTITION_COUNT: u32 = 1 << 16;
+/// Largest accepted replication factor.
+pub const MAX_REPLICATION_FACTOR: u8 = 7;
+/// Largest accepted chunk size.
+pub const MAX_CHUNK_SIZE_BYTES: u64 = 1 << 30;
+/// Largest accepted number of index shards per bucket.
+pub const MAX_INDEX_SHARDS: u16 = 1024;
+/// Largest accepted length of names, ids and addresses carried in commands.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Largest accepted access key secret.
+pub const MAX_SECRET_BYTES: usize = 1024;
+
+/// Everything the control plane holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Format version of this record.
+    pub format_version: u32,
+    /// Index of the last applied log entry; grows with every change.
+    pub version: u64,
+    /// Cluster-wide settings; all zero until `InitSettings` is applied.
+    pub settings: ClusterSettings,
+    /// Nodes by node id.
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// Current partition layout.
+    pub layout: Layout,
+    /// Buckets by name.
+    pub buckets: BTreeMap<String, BucketInfo>,
+    /// Access keys by key id.
+    pub access_keys: BTreeMap<String, AccessKey>,
+}
+
+/// Settings fixed at cluster creation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Number of partitions (a power of two).
+    pub partition_count: u32,
+    /// Replicas per partition.
+    pub replication_factor: u8,
+    /// Size of object chunks.
+    pub chunk_size_bytes: u64,
+}
+
+/// One storage node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Stable node id.
+    pub node_id: String,
+    /// Raft id, derived from `node_id` by [`super::raft_id`].
+    pub raft_id: u64,
+    /// Failure zone.
+    pub zone: String,
+    /// Relative share of partitions.
+    pub capacity_weight: u32,
+    /// Internal RPC address, `host:port`.
+    pub rpc_addr: String,
+}
+
+/// Per-bucket consistency level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// One replica.
+    One,
+    /// A majority of replicas.
+    #[default]
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+/// One bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Bucket name.
+    pub name: String,
+    /// Identity of this incarnation of the name.
+    pub bucket_id: uuid::Uuid,
+    /// Consistency level of reads and writes.
+    pub consistency: Consistency,
+    /// Number of metadata index shards.
+    pub index_shards: u16,
+    /// Access key id of the owner.
+    pub owner_key: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// One S3 access key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKey {
+    /// Access key id.
+    pub key_id: String,
+    /// Secret key.
+    pub secret: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A change to the cluster state; the payload of control-plane log entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Set the cluster settings; accepted once.
+    InitSettings(ClusterSettings),
+    /// Add a node or update its address, zone or weight.
+    AddNode(NodeInfo),
+    /// Create a bucket unless the name is taken.
+    CreateBucket {
+        /// Bucket name.
+        name: String,
+        /// Id of the new bucket.
+        bucket_id: uuid::Uuid,
+        /// Owner access key id.
+        owner_key: String,
+        /// Consistency level.
+        consistency: Consistency,
+        /// Number of metadata index shards.
+        index_shards: u16,
+        /// Creation time, milliseconds since the Unix epoch.
+        created_ms: u64,
+    },
+    /// Delete a bucket if it still has the given id.
+    DeleteBucket {
+        /// Bucket name.
+        name: String,
+        /// Id the bucket must have.
+        bucket_id: uuid::Uuid,
+    },
+    /// Create or replace an access key.
+    PutAccessKey(AccessKey),
+}
+
+/// Outcome of applying a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Applied.
+    Ok,
+    /// The bucket name is taken.
+    BucketAlreadyExists {
+        /// Owner of the existing bucket.
+        owner_key: String,
+    },
+    /// No bucket with that name and id.
+    NoSuchBucket,
+    /// Not applied, with the reason.
+    Rejected(String),
+}
+
+impl ClusterSettings {
+    /// Checks the settings a cluster can be created with.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.partition_count.is_power_of_two() || self.partition_count > MAX_PARTITION_COUNT {
+            return Err(format!(
+                "partition_count must be a power of two up to {MAX_PARTITION_COUNT}, got {}",
+                self.partition_count
+            ));
+        }
+        if self.replication_factor == 0 || self.replication_factor > MAX_REPLICATION_FACTOR {
+            return Err(format!(
+                "replication_factor must be 1..={MAX_REPLICATION_FACTOR}, got {}",
+                self.replication_factor
+            ));
+        }
+        if self.chunk_size_bytes == 0 || self.chunk_size_bytes > MAX_CHUNK_SIZE_BYTES {
+            return Err(format!("chunk_size_bytes must be 1..={MAX_CHUNK_SIZE_BYTES}, got {}", self.chunk_size_bytes));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl ClusterState {
+    /// The state before any command.
+    pub fn empty() -> Self {
+        ClusterState {
+            format_version: STATE_FORMAT_VERSION,
+            version: 0,
+            settings: ClusterSettings::default(),
+            nodes: BTreeMap::new(),
+            layout: Layout::empty(0, 0),
+            buckets: BTreeMap::new(),
+            access_keys: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `InitSettings` has been applied.
+    pub fn has_settings(&self) -> bool {
+        // Validated settings never have zero partitions.
+        self.settings.partition_count != 0
+    }
+
+    /// Applies one command; deterministic on every replica.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        match command {
+            Command::InitSettings(settings) => self.init_settings(settings),
+            Command::AddNode(node) => self.add_node(node),
+            Command::CreateBucket { name, bucket_id, owner_key, consistency, index_shards, created_ms } => {
+                if let Some(existing) = self.buckets.get(name) {
+                    if existing.bucket_id == *bucket_id {
+                        // The same create applied twice (a forward retried after a lost
+                        // answer): it succeeded the first time.
+                        return CommandResult::Ok;
+                    }
+                    return CommandResult::BucketAlreadyExists { owner_key: existing.owner_key.clone() };
+                }
+                if let Err(reason) = check_name("bucket name", name).and_then(|()| check_name("owner key", owner_key)) {
+                    return CommandResult::Rejected(reason);
+                }
+                if *index_shards == 0 || *index_shards > MAX_INDEX_SHARDS {
+                    return CommandResult::Rejected(format!(
+                        "index_shards must be 1..={MAX_INDEX_SHARDS}, got {index_shards}"
+                    ));
+                }
+                self.buckets.insert(
+                    name.clone(),
+                    BucketInfo {
+                        name: name.clone(),
+                        bucket_id: *bucket_id,
+                        consistency: *consistency,
+                        index_shards: *index_shards,
+                        owner_key: owner_key.clone(),
+                        created_ms: *created_ms,
+                    },
+                );
+                CommandResult::Ok
+            }
+            Command::DeleteBucket { name, bucket_id } => match self.buckets.get(name) {
+                Some(bucket) if bucket.bucket_id == *bucket_id => {
+                    self.buckets.remove(name);
+                    CommandResult::Ok
+                }
+                _ => CommandResult::NoSuchBucket,
+            },
+            Command::PutAccessKey(key) => {
+                if let Err(reason) = check_name("key id", &key.key_id).and_then(|()| check_name("key name", &key.name))
+                {
+                    return CommandResult::Rejected(reason);
+                }
+                if key.secret.is_empty() || key.secret.len() > MAX_SECRET_BYTES {
+                    return CommandResult::Rejected(format!("secret must be 1..={MAX_SECRET_BYTES} bytes"));
+                }
+                self.access_keys.insert(key.key_id.clone(), key.clone());
+                CommandResult::Ok
+            }
+        }
+    }
+
+    fn init_settings(&mut self, settings: &ClusterSettings) -> CommandResult {
+        if self.has_settings() {
+            return CommandResult::Rejected("cluster settings are already initialized".into());
+        }
+        if let Err(reason) = settings.validate() {
+            return CommandResult::Rejected(reason);
+        }
+        self.settings = settings.clone();
+        self.layout = Layout::empty(settings.partition_count, settings.replication_factor);
+        CommandResult::Ok
+    }
+
+    fn add_node(&mut self, node: &NodeInfo) -> CommandResult {
+        if !self.has_settings() {
+            return CommandResult::Rejected("cluster settings are not initialized".into());
+        }
+        if let Err(reason) = check_name("node id", &node.node_id)
+            .and_then(|()| check_name("zone", &node.zone))
+            .and_then(|()| check_name("rpc address", &node.rpc_addr))
+        {
+            return CommandResult::Rejected(reason);
+        }
+        if node.raft_id != super::raft_id(&node.node_id) {
+            return CommandResult::Rejected(format!(
+                "raft id {} does not belong to node {}",
+                node.raft_id, node.node_id
+            ));
+        }
+        if node.capacity_weight == 0 {
+            return CommandResult::Rejected("capacity_weight must be positive".into());
+        }
+        let placement_changed = match self.nodes.get(&node.node_id) {
+            Some(old) => old.zone != node.zone || old.capacity_weight != node.capacity_weight,
+            None => true,
+        };
+        self.nodes.insert(node.node_id.clone(), node.clone());
+        if placement_changed {
+            self.recompute_layout();
+        }
+        CommandResult::Ok
+    }
+
+    /// Recomputes the layout from the node list; keeps the old one if placement refuses.
+    fn recompute_layout(&mut self) {
+        let specs: Vec<NodeSpec> = self
+            .nodes
+            .values()
+            .map(|n| NodeSpec { node_id: n.node_id.clone(), zone: n.zone.clone(), capacity_weight: n.capacity_weight })
+            .collect();
+        match placement::compute_layout(
+            &specs,
+            self.settings.partition_count,
+            self.settings.replication_factor,
+            self.layout.version + 1,
+        ) {
+            Ok(layout) => self.layout = layout,
+            // The node stays a member; the layout follows once placement accepts the node set
+            // (typically once there are as many nodes as replicas).
+            Err(e) => tracing::warn!(error = %e, nodes = specs.len(), "layout unchanged"),
+        }
+    }
+}
+
+fn check_name(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > MAX_NAME_BYTES {
+        return Err(format!("{what} must be 1..={MAX_NAME_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings { partition_count: 16, replication_factor: 1, chunk_size_bytes: 4 << 20 }
+    }
+
+    fn node(id: &str, addr: &str, zone: &str) -> NodeInfo {
+        NodeInfo {
+            node_id: id.into(),
+            raft_id: super::super::raft_id(id),
+            zone: zone.into(),
+            capacity_weight: 1,
+            rpc_addr: addr.into(),
+        }
+    }
+
+    fn create(name: &str, owner: &str, id: u128) -> Command {
+        Command::CreateBucket {
+            name: name.into(),
+            bucket_id: uuid::Uuid::from_u128(id),
+            owner_key: owner.into(),
+            consistency: Consistency::Quorum,
+            index_shards: 4,
+            created_ms: 1,
+        }
+    }
+
+    #[test]
+    fn settings_are_set_once_and_validated() {
+        let mut s = ClusterState::empty();
+        let mut bad = settings();
+        bad.partition_count = 12;
+        assert!(matches!(s.apply(&Command::InitSettings(bad)), CommandResult::Rejected(_)));
+        assert_eq!(s.apply(&Command::InitSettings(settings())), CommandResult::Ok);
+        assert_eq!(s.layout.partition_count, 16);
+        assert!(matches!(s.apply(&Command::InitSettings(settings())), CommandResult::Rejected(_)));
+    }
+
+    #[test]
+    fn node_needs_settings_and_its_own_raft_id() {
+        let mut s = ClusterState::empty();
+        assert!(matches!(s.apply(&Command::AddNode(node("a", "a:1", "z"))), CommandResult::Rejected(_)));
+        s.apply(&Command::InitSettings(settings()));
+        let mut forged = node("a", "a:1", "z");
+        forged.raft_id ^= 1;
+        assert!(matches!(s.apply(&Command::AddNode(forged)), CommandResult::Rejected(_)));
+        assert_eq!(s.apply(&Command::AddNode(node("a", "a:1", "z"))), CommandResult::Ok);
+        assert_eq!(s.layout.nodes, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn readding_a_node_with_a_new_address_keeps_the_layout() {
+        let mut s = ClusterState::empty();
+        s.apply(&Command::InitSettings(settings()));
+        s.apply(&Command::AddNode(node("a", "a:1", "z")));
+        let layout = s.layout.clone();
+        assert_eq!(s.apply(&Command::AddNode(node("a", "a:2", "z"))), CommandResult::Ok);
+        assert_eq!(s.layout, layout);
+        assert_eq!(s.nodes["a"].rpc_addr, "a:2");
+        s.apply(&Command::AddNode(node("a", "a:2", "other-zone")));
+        assert_eq!(s.layout.version, layout.version + 1);
+    }
+
+    #[test]
+    fn second_create_of_a_name_reports_the_owner() {
+        let mut s = ClusterState::empty();
+        assert_eq!(s.apply(&create("b", "k1", 1)), CommandResult::Ok);
+        assert_eq!(s.apply(&create("b", "k2", 2)), CommandResult::BucketAlreadyExists { owner_key: "k1".into() });
+        assert_eq!(s.buckets["b"].bucket_id, uuid::Uuid::from_u128(1));
+        // A retried create (same bucket id) is not a conflict.
+        assert_eq!(s.apply(&create("b", "k1", 1)), CommandResult::Ok);
+        assert_eq!(s.buckets.len(), 1);
+    }
+
+    #[test]
+    fn delete_needs_the_matching_bucket_id() {
+        let mut s = ClusterState::empty();
+        s.apply(&create("b", "k1", 1));
+        let wrong = Command::DeleteBucket { name: "b".into(), bucket_id: uuid::Uuid::from_u128(2) };
+        assert_eq!(s.apply(&wrong), CommandResult::NoSuchBucket);
+        let right = Command::DeleteBucket { name: "b".into(), bucket_id: uuid::Uuid::from_u128(1) };
+        assert_eq!(s.apply(&right), CommandResult::Ok);
+        assert!(s.buckets.is_empty());
+        assert_eq!(s.apply(&right), CommandResult::NoSuchBucket);
+    }
+
+    #[test]
+    fn oversized_input_is_rejected() {
+        let mut s = ClusterState::empty();
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        assert!(matches!(s.apply(&create(&long, "k", 1)), CommandResult::Rejected(_)));
+        let key = AccessKey { key_id: "k".into(), secret: String::new(), name: "n".into(), created_ms: 0 };
+        assert!(matches!(s.apply(&Command::PutAccessKey(key)), CommandResult::Rejected(_)));
+        assert!(s.buckets.is_empty() && s.access_keys.is_empty());
+    }
+
+    /// Version 1 as written to snapshots and served to gateways; must stay readable.
+    #[test]
+    fn format_version_1_is_readable() {
+        let v1 = r#"{"format_version":1,"version":7,
+            "settings":{"partition_count":16,"replication_factor":1,"chunk_size_bytes":4194304},
+            "nodes":{"a":{"node_id":"a","raft_id":1,"zone":"z","capacity_weight":1,"rpc_addr":"a:1"}},
+            "layout":{"version":1,"partition_count":16,"replication_factor":1,"nodes":["a"],"replicas":[0]},
+            "buckets":{"b":{"name":"b","bucket_id":"00000000-0000-0000-0000-000000000001",
+                "consistency":"Quorum","index_shards":4,"owner_key":"k","created_ms":5}},
+            "access_keys":{"k":{"key_id":"k","secret":"s","name":"n","created_ms":3}}}"#;
+        let s: ClusterState = serde_json::from_str(v1).expect("v1 state parses");
+        assert_eq!(s.format_version, 1);
+        assert_eq!(s.version, 7);
+        assert_eq!(s.buckets["b"].consistency, Consistency::Quorum);
+        assert_eq!(s.access_keys["k"].secret, "s");
+    }
+}

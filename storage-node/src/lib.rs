@@ -1,0 +1,11 @@
+//! Cairn storage node: chunk store, metadata store, control-plane replica and the internal RPC
+//! contract (server and client) that gateways use to reach nodes.
+
+pub mod chunk_store;
+pub mod control;
+pub mod hlc;
+pub mod manifest;
+pub mod meta_store;
+pub mod node;
+pub mod placement;
+pub mod rpc;

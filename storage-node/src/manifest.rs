@@ -1,0 +1,308 @@
+//! What metadata rows mean: object versions, multipart uploads and part manifests, and the
+//! byte keys they are stored under.
+//!
+//! The metadata store itself is a generic last-writer-wins key-value store; this module is the
+//! one place that gives its rows a meaning, so gateways (which write them) and nodes (which
+//! will collect garbage and heal from them) agree.
+//!
+//! Every row of a bucket lives in the partition of `(bucket_id, index shard)`, where the index
+//! shard is `stable_hash(object key) mod index_shards`. Keys start with a row kind, the
+//! bucket id and the shard, so listing a bucket is one ordered range scan per shard.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::chunk_store::ChunkId;
+use crate::placement::stable_hash;
+
+/// Version of the JSON encoding of every record below.
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+
+/// Index shards of a new bucket: listing merges this many sorted scans.
+pub const DEFAULT_INDEX_SHARDS: u16 = 4;
+
+/// The first byte of every metadata key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RowKind {
+    /// The current version (or tombstone) of an object.
+    Object = 1,
+    /// An in-progress multipart upload.
+    Upload = 2,
+    /// One uploaded part of a multipart upload.
+    UploadPart = 3,
+    /// The SHA-256 of every chunk of one part of an object version.
+    PartManifest = 4,
+}
+
+/// The index shard of an object key.
+pub fn index_shard(key: &str, index_shards: u16) -> u16 {
+    (stable_hash(key.as_bytes()) % u64::from(index_shards.max(1))) as u16
+}
+
+/// The placement key of a bucket's index shard: its rows live on that partition's replicas.
+pub fn metadata_placement_key(bucket_id: Uuid, shard: u16) -> [u8; 18] {
+    let mut out = [0u8; 18];
+    out[..16].copy_from_slice(bucket_id.as_bytes());
+    out[16..].copy_from_slice(&shard.to_be_bytes());
+    out
+}
+
+fn shard_prefix(kind: RowKind, bucket_id: Uuid, shard: u16) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.push(kind as u8);
+    key.extend_from_slice(bucket_id.as_bytes());
+    key.extend_from_slice(&shard.to_be_bytes());
+    key
+}
+
+/// Prefix of the object rows of one shard whose keys start with `key_prefix`.
+pub fn object_prefix(bucket_id: Uuid, shard: u16, key_prefix: &str) -> Vec<u8> {
+    let mut key = shard_prefix(RowKind::Object, bucket_id, shard);
+    key.extend_from_slice(key_prefix.as_bytes());
+    key
+}
+
+/// Row key of an object.
+pub fn object_key(bucket_id: Uuid, shard: u16, key: &str) -> Vec<u8> {
+    object_prefix(bucket_id, shard, key)
+}
+
+/// Length of the fixed part of object row keys; the object key follows.
+pub const OBJECT_KEY_HEADER_LEN: usize = 19;
+
+/// Row key of a multipart upload: sorted by object key, then upload id.
+pub fn upload_key(bucket_id: Uuid, shard: u16, key: &str, upload_id: Uuid) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::Upload, bucket_id, shard);
+    row.extend_from_slice(key.as_bytes());
+    row.extend_from_slice(upload_id.as_bytes());
+    row
+}
+
+/// Prefix of the part rows of one upload.
+pub fn upload_part_prefix(bucket_id: Uuid, shard: u16, upload_id: Uuid) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::UploadPart, bucket_id, shard);
+    row.extend_from_slice(upload_id.as_bytes());
+    row
+}
+
+/// Row key of one part of an upload.
+pub fn upload_part_key(bucket_id: Uuid, shard: u16, upload_id: Uuid, part_number: u32) -> Vec<u8> {
+    let mut row = upload_part_prefix(bucket_id, shard, upload_id);
+    row.extend_from_slice(&part_number.to_be_bytes());
+    row
+}
+
+/// Row key of the chunk manifest of one part of a chunk set.
+pub fn part_manifest_key(bucket_id: Uuid, shard: u16, chunk_set: Uuid, part_number: u32) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::PartManifest, bucket_id, shard);
+    row.extend_from_slice(chunk_set.as_bytes());
+    row.extend_from_slice(&part_number.to_be_bytes());
+    row
+}
+
+/// A stored object version: everything a GET needs besides the chunk bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    /// Encoding version.
+    pub format: u8,
+    /// Unique id of this version (UUIDv7).
+    pub version_id: Uuid,
+    /// Object size in bytes.
+    pub size: u64,
+    /// The S3 ETag without quotes: MD5 hex, or `md5-of-md5s-N` for multipart.
+    pub etag: String,
+    /// When the version was written, in Unix milliseconds.
+    pub last_modified_ms: u64,
+    /// `Content-Type` given at upload.
+    pub content_type: Option<String>,
+    /// Standard headers kept and returned (`cache-control`, `content-disposition`, ...).
+    pub headers: Vec<(String, String)>,
+    /// `x-amz-meta-*` pairs, names lower-cased without the prefix.
+    pub user_metadata: Vec<(String, String)>,
+    /// Chunk size the parts were cut with.
+    pub chunk_size: u64,
+    /// The parts in order; a single PUT has one part numbered 1.
+    pub parts: Vec<PartRef>,
+}
+
+/// One part of an object version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    /// Part number as the client gave it (1 for a single PUT).
+    pub number: u32,
+    /// The chunk set whose chunks hold this part's bytes.
+    pub chunk_set: Uuid,
+    /// Part size in bytes.
+    pub size: u64,
+    /// The part's ETag without quotes.
+    pub etag: String,
+}
+
+/// One piece of a byte range: which chunk, and which bytes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSlice {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// First byte within the chunk.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: u64,
+    /// Full length of the chunk.
+    pub chunk_len: u64,
+}
+
+impl ObjectVersion {
+    /// The chunk slices that cover `start..end` of the object, in order.
+    pub fn slices(&self, start: u64, end: u64) -> Vec<ChunkSlice> {
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let chunk_size = self.chunk_size.max(1);
+        let mut part_start = 0u64;
+        for part in &self.parts {
+            let part_end = part_start + part.size;
+            if part_end > start && part_start < end {
+                let from = start.max(part_start) - part_start;
+                let to = end.min(part_end) - part_start;
+                let mut index = from / chunk_size;
+                while index * chunk_size < to {
+                    let chunk_start = index * chunk_size;
+                    let chunk_len = chunk_size.min(part.size - chunk_start);
+                    let offset = from.max(chunk_start) - chunk_start;
+                    let len = to.min(chunk_start + chunk_len) - chunk_start - offset;
+                    out.push(ChunkSlice {
+                        chunk: ChunkId { chunk_set: part.chunk_set, part: part.number, index: index as u32 },
+                        offset,
+                        len,
+                        chunk_len,
+                    });
+                    index += 1;
+                }
+            }
+            part_start = part_end;
+        }
+        out
+    }
+}
+
+/// An in-progress multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Encoding version.
+    pub format: u8,
+    /// The upload id given to the client.
+    pub upload_id: Uuid,
+    /// The object key.
+    pub key: String,
+    /// When the upload was created, in Unix milliseconds.
+    pub initiated_ms: u64,
+    /// `Content-Type` given at creation.
+    pub content_type: Option<String>,
+    /// Standard headers given at creation.
+    pub headers: Vec<(String, String)>,
+    /// `x-amz-meta-*` pairs given at creation.
+    pub user_metadata: Vec<(String, String)>,
+}
+
+/// One uploaded part of a multipart upload (a re-upload replaces it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadPartRecord {
+    /// Encoding version.
+    pub format: u8,
+    /// The reference the completed object will use.
+    pub part: PartRef,
+    /// Chunk size the part was cut with.
+    pub chunk_size: u64,
+    /// When the part was uploaded, in Unix milliseconds.
+    pub last_modified_ms: u64,
+}
+
+/// The SHA-256 of every chunk of one part, in order: what the scrubber proves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartManifest {
+    /// Encoding version.
+    pub format: u8,
+    /// Chunk size the part was cut with.
+    pub chunk_size: u64,
+    /// Concatenated hex SHA-256 digests, 64 characters per chunk.
+    pub chunk_sha256: String,
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable metadata record: {0}")]
+pub struct RecordError(String);
+
+/// Encodes a record as stored in a row value.
+pub fn encode_record<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records serialise")
+}
+
+/// Decodes a row value.
+pub fn decode_record<T: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<T, RecordError> {
+    serde_json::from_slice(value).map_err(|e| RecordError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(parts: &[u64], chunk_size: u64) -> ObjectVersion {
+        ObjectVersion {
+            format: RECORD_FORMAT_VERSION,
+            version_id: Uuid::nil(),
+            size: parts.iter().sum(),
+            etag: String::new(),
+            last_modified_ms: 0,
+            content_type: None,
+            headers: vec![],
+            user_metadata: vec![],
+            chunk_size,
+            parts: parts
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| PartRef {
+                    number: i as u32 + 1,
+                    chunk_set: Uuid::from_u128(i as u128 + 1),
+                    size,
+                    etag: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn slices_cover_exactly_the_range() {
+        let v = version(&[10, 7, 0, 3], 4);
+        for start in 0..=v.size {
+            for end in start..=v.size {
+                let slices = v.slices(start, end);
+                let total: u64 = slices.iter().map(|s| s.len).sum();
+                assert_eq!(total, end - start, "{start}..{end}");
+                assert!(slices.iter().all(|s| s.len > 0 && s.offset + s.len <= s.chunk_len && s.chunk_len <= 4));
+            }
+        }
+        let all = v.slices(0, v.size);
+        let ids: Vec<(u32, u32)> = all.iter().map(|s| (s.chunk.part, s.chunk.index)).collect();
+        assert_eq!(ids, vec![(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (4, 0)]);
+    }
+
+    #[test]
+    fn empty_object_has_no_slices() {
+        assert!(version(&[0], 4).slices(0, 0).is_empty());
+    }
+
+    #[test]
+    fn keys_sort_by_object_key_within_a_shard() {
+        let bucket = Uuid::from_u128(7);
+        let a = object_key(bucket, 1, "a");
+        let b = object_key(bucket, 1, "a/b");
+        let c = object_key(bucket, 1, "b");
+        assert!(a < b && b < c);
+        assert!(b.starts_with(&object_prefix(bucket, 1, "a/")));
+        assert_eq!(a.len(), OBJECT_KEY_HEADER_LEN + 1);
+        assert!(index_shard("some/key", 4) < 4);
+    }
+}

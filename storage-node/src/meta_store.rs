@@ -1,0 +1,282 @@
+//! Metadata rows on redb with last-writer-wins by HLC timestamp.
+//!
+//! A generic ordered key-value store: callers compose the byte keys (partition, bucket, object
+//! key, ...) so that related rows sort together; this module knows nothing of S3. Every row keeps
+//! the greatest timestamp written to it; deletes are tombstone rows.
+//!
+//! Writes are funnelled through one writer thread that commits whatever is queued in one
+//! transaction with `Durability::Immediate` (group commit): when `put_if_newer` returns, the rows
+//! are on disk. Reads run read transactions on blocking threads. No transaction is ever held
+//! across an `.await`. Row value encoding: see `codec` (format version 1).
+
+mod codec;
+mod error;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hlc::Timestamp;
+pub use codec::{ROW_FORMAT_VERSION, ROW_OVERHEAD_BYTES};
+pub use error::MetaError;
+use writer::{BatchLimits, WriteRequest};
+
+/// Largest number of rows one scan returns.
+pub const MAX_SCAN_LIMIT: usize = 1000;
+/// Largest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 2048;
+/// Largest row value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The one table holding every row.
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+
+/// One stored row: its timestamp, whether it is a tombstone, and an opaque value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Key bytes, composed by the caller; rows are ordered by them.
+    pub key: Vec<u8>,
+    /// HLC timestamp of the write; the greatest wins.
+    pub timestamp: Timestamp,
+    /// True for a delete marker.
+    pub tombstone: bool,
+    /// Opaque value bytes.
+    pub value: Vec<u8>,
+}
+
+impl Row {
+    /// Bytes the row occupies once stored (key plus encoded value).
+    pub fn stored_bytes(&self) -> usize {
+        self.key.len() + ROW_OVERHEAD_BYTES + self.value.len()
+    }
+}
+
+/// Tuning of a metadata store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaStoreConfig {
+    /// Most rows committed in one transaction; also the most rows one request may carry.
+    pub max_batch_rows: usize,
+    /// Most stored bytes committed in one transaction; also the most one request may carry.
+    pub max_batch_bytes: usize,
+    /// Write requests that may wait for the writer before callers are held back.
+    pub queue_depth: usize,
+    /// redb page cache size.
+    pub cache_size_bytes: usize,
+}
+
+impl Default for MetaStoreConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_rows: 4096,
+            max_batch_bytes: 64 * 1024 * 1024,
+            queue_depth: 1024,
+            cache_size_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl MetaStoreConfig {
+    fn validate(&self) -> Result<(), MetaError> {
+        if self.max_batch_rows == 0 {
+            return Err(MetaError::InvalidConfig("max_batch_rows must be at least 1"));
+        }
+        if self.queue_depth == 0 {
+            return Err(MetaError::InvalidConfig("queue_depth must be at least 1"));
+        }
+        if self.max_batch_bytes < MAX_KEY_BYTES + ROW_OVERHEAD_BYTES + MAX_VALUE_BYTES {
+            return Err(MetaError::InvalidConfig("max_batch_bytes must hold one row of the largest key and value"));
+        }
+        Ok(())
+    }
+}
+
+/// Clone-able handle to one metadata database; the writer stops when the last handle drops.
+#[derive(Clone)]
+pub struct MetaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    config: MetaStoreConfig,
+    /// `Some` until drop, which closes the queue so the writer ends.
+    sender: Option<mpsc::Sender<WriteRequest>>,
+    writer: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.sender = None;
+        // Wait for the writer so the database file is closed when the last handle is gone and
+        // can be reopened at once. It has at most one batch to finish.
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("metadata writer thread panicked");
+        }
+    }
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), MetaError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(MetaError::KeyTooLong { len: key.len() });
+    }
+    Ok(())
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) the database at `path` and starts its writer thread.
+    /// Blocking: call it at startup.
+    pub fn open(path: &Path, config: MetaStoreConfig) -> Result<Self, MetaError> {
+        config.validate()?;
+        let db = Database::builder().set_cache_size(config.cache_size_bytes).create(path)?;
+        // Create the table up front so readers never meet a missing table.
+        let txn = db.begin_write()?;
+        txn.open_table(ROWS)?;
+        txn.commit()?;
+
+        let db = Arc::new(db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (sender, receiver) = mpsc::channel(config.queue_depth);
+        let limits = BatchLimits { max_rows: config.max_batch_rows, max_bytes: config.max_batch_bytes };
+        let writer = {
+            let db = db.clone();
+            let commits = commits.clone();
+            std::thread::Builder::new()
+                .name("meta-writer".to_owned())
+                .spawn(move || writer::run(db, receiver, limits, commits))
+                .map_err(|e| MetaError::from(redb::Error::from(e)))?
+        };
+        Ok(Self { inner: Arc::new(Inner { db, config, sender: Some(sender), writer: Some(writer), commits }) })
+    }
+
+    /// Writes each row whose timestamp is strictly greater than the stored one (or whose key is
+    /// absent); returns, per row, whether it was applied. Durable when it returns. Rows are
+    /// decided in order, so a later row of the same request sees the earlier ones. If the future
+    /// is dropped after the request was queued, the rows may still be written.
+    pub async fn put_if_newer(&self, rows: Vec<Row>) -> Result<Vec<bool>, MetaError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let config = &self.inner.config;
+        if rows.len() > config.max_batch_rows {
+            return Err(MetaError::TooManyRows { rows: rows.len(), max: config.max_batch_rows });
+        }
+        let mut bytes = 0usize;
+        for row in &rows {
+            check_key(&row.key)?;
+            if row.value.len() > MAX_VALUE_BYTES {
+                return Err(MetaError::ValueTooLarge { len: row.value.len() });
+            }
+            bytes = bytes.saturating_add(row.stored_bytes());
+        }
+        if bytes > config.max_batch_bytes {
+            return Err(MetaError::WriteTooLarge { bytes, max: config.max_batch_bytes });
+        }
+        let sender = self.inner.sender.as_ref().ok_or(MetaError::WriterStopped)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(WriteRequest { rows, bytes, reply }).await.map_err(|_| MetaError::WriterStopped)?;
+        answer.await.map_err(|_| MetaError::WriterStopped)?
+    }
+
+    /// The row stored under `key` (tombstones included).
+    pub async fn get(&self, key: Vec<u8>) -> Result<Option<Row>, MetaError> {
+        check_key(&key)?;
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ROWS)?;
+            let Some(stored) = table.get(key.as_slice())? else {
+                return Ok(None);
+            };
+            let row = codec::decode_row(key.clone(), stored.value())?;
+            Ok(Some(row))
+        })
+        .await
+    }
+
+    /// Up to `limit` rows whose keys start with `prefix` and are greater than `start_after`,
+    /// in key order, tombstones included.
+    pub async fn scan(
+        &self,
+        prefix: Vec<u8>,
+        start_after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<Row>, MetaError> {
+        if limit > MAX_SCAN_LIMIT {
+            return Err(MetaError::ScanLimitTooLarge { limit });
+        }
+        check_key(&prefix)?;
+        if let Some(start) = &start_after {
+            check_key(start)?;
+        }
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ROWS)?;
+            // Every key with the prefix is ≥ the prefix, so a start key below it adds nothing.
+            let start = match &start_after {
+                Some(after) if after.as_slice() >= prefix.as_slice() => Bound::Excluded(after.as_slice()),
+                _ => Bound::Included(prefix.as_slice()),
+            };
+            let mut rows = Vec::new();
+            // Stopping at the first key without the prefix avoids computing the prefix's
+            // successor, which does not exist for a prefix of all 0xFF bytes.
+            for entry in table.range::<&[u8]>((start, Bound::Unbounded))? {
+                let (key, stored) = entry?;
+                let key = key.value();
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                rows.push(codec::decode_row(key.to_vec(), stored.value())?);
+                if rows.len() >= limit {
+                    break;
+                }
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Number of rows stored (tombstones included).
+    pub async fn row_count(&self) -> Result<u64, MetaError> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ROWS)?;
+            Ok(table.len()?)
+        })
+        .await
+    }
+
+    /// Write transactions committed by this handle's writer since open.
+    pub fn commit_count(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs a read on a blocking thread, keeping the store open until it finishes.
+    async fn read<T, F>(&self, work: F) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, MetaError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner.db)).await.map_err(|e| MetaError::Task(e.to_string()))?
+    }
+}

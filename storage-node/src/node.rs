@@ -1,0 +1,144 @@
+//! A storage node process: its stores, its control-plane replica and its RPC server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk_store::ChunkStore;
+use crate::control::{ClusterSettings, ControlConfig, ControlPlane, ControlTransport, NodeInfo, TransportError};
+use crate::meta_store::{MetaStore, MetaStoreConfig};
+use crate::rpc::auth::ClusterSecret;
+use crate::rpc::client::{ClientConfig, NodeClient, RpcError};
+use crate::rpc::server::{DataPlane, router};
+
+/// Default free-space reserve below which a node refuses writes.
+pub const DEFAULT_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How to run a storage node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Stable node id; generated and kept in the data directory when absent.
+    pub node_id: Option<String>,
+    /// Where chunks, metadata and the control-plane log live.
+    pub data_dir: PathBuf,
+    /// Address the RPC server binds.
+    pub listen: SocketAddr,
+    /// Address peers and gateways use to reach this node (defaults to the bound address).
+    pub advertise: Option<String>,
+    /// Failure domain.
+    pub zone: String,
+    /// Relative share of data this node should hold.
+    pub capacity_weight: u32,
+    /// Free space kept in reserve.
+    pub reserve_bytes: u64,
+    /// Secret shared by the whole cluster.
+    pub secret: ClusterSecret,
+    /// Start a new cluster with these settings when the node has none yet.
+    pub bootstrap: Option<ClusterSettings>,
+    /// Join the cluster through this node when the node has none yet.
+    pub join: Option<String>,
+}
+
+/// What the node remembers about itself across restarts.
+#[derive(Serialize, Deserialize)]
+struct NodeIdentity {
+    format: u8,
+    node_id: String,
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let node_id = node_identity(&config.data_dir, config.node_id.as_deref())?;
+    let chunks = ChunkStore::open(&config.data_dir.join("chunks"), config.reserve_bytes)?;
+    let meta = MetaStore::open(&config.data_dir.join("meta.redb"), MetaStoreConfig::default())?;
+
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let rpc_addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let info = NodeInfo {
+        node_id: node_id.clone(),
+        raft_id: crate::control::raft_id(&node_id),
+        zone: config.zone.clone(),
+        capacity_weight: config.capacity_weight,
+        rpc_addr: rpc_addr.clone(),
+    };
+    let client = NodeClient::new(config.secret.clone(), &ClientConfig::default());
+    let control_config = ControlConfig::new(info, config.data_dir.join("control.redb"));
+    let control = ControlPlane::start(control_config, RpcTransport(client)).await?;
+
+    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta });
+    let app = router(data, crate::control::routes(control.clone()), config.secret.clone());
+    tracing::info!(%node_id, %rpc_addr, data_dir = %config.data_dir.display(), "storage node listening");
+    let server = tokio::spawn(async move {
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    });
+
+    if !control.is_initialized() {
+        if let Some(settings) = config.bootstrap.clone() {
+            control.bootstrap(settings).await?;
+            tracing::info!("bootstrapped a new cluster");
+        } else if let Some(seed) = config.join.clone() {
+            control.join(&seed).await?;
+            tracing::info!(%seed, "joined the cluster");
+        } else {
+            tracing::warn!("this node belongs to no cluster yet: start it with --bootstrap or --join");
+        }
+    }
+
+    server.await??;
+    control.shutdown().await?;
+    Ok(())
+}
+
+/// Reads the node id kept in the data directory, or records the given or a new one.
+fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<String> {
+    let path = data_dir.join("node.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        let identity: NodeIdentity = serde_json::from_slice(&bytes).context("reading node.json")?;
+        if let Some(requested) = requested {
+            anyhow::ensure!(
+                requested == identity.node_id,
+                "data directory belongs to node {:?}, not {requested:?}",
+                identity.node_id
+            );
+        }
+        return Ok(identity.node_id);
+    }
+    let node_id = requested
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let identity = NodeIdentity { format: 1, node_id: node_id.clone() };
+    let tmp = data_dir.join("node.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(node_id)
+}
+
+/// The control plane's transport: the node RPC client.
+struct RpcTransport(NodeClient);
+
+impl ControlTransport for RpcTransport {
+    async fn post(&self, addr: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        self.0.post_bytes(addr, path, body).await.map_err(|e| match e {
+            RpcError::Remote { addr, code, message } => {
+                TransportError::Status { addr, status: code.status().as_u16(), message }
+            }
+            RpcError::Status { addr, status, body } => TransportError::Status { addr, status, message: body },
+            other => TransportError::Unreachable { addr: addr.to_owned(), reason: other.to_string() },
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! The wire contract between the gateway and the storage nodes.
+//!
+//! Everything that crosses the network between Cairn processes is defined here: the paths,
+//! the headers, the request and response bodies, the request authentication, the node-side
+//! router and the pooled client the gateway uses. Both sides depend on this one module, so the
+//! contract cannot drift.
+//!
+//! | operation | request | response |
+//! |---|---|---|
+//! | chunk put | `PUT /v1/chunk/{id}` + digest headers, streamed body | 204 |
+//! | chunk get | `GET /v1/chunk/{id}[?offset=&len=]` | 200, verified bytes |
+//! | chunk head | `HEAD /v1/chunk/{id}` | 200 + digest headers |
+//! | chunk delete | `DELETE /v1/chunk/{id}` | 204 |
+//! | metadata put | `POST /v1/meta/put`, rows (binary) | applied flags (binary) |
+//! | metadata get | `GET /v1/meta/row/{hex key}` | rows (binary, 0 or 1) |
+//! | metadata scan | `GET /v1/meta/scan?prefix=&start_after=&limit=` | rows (binary) |
+//! | node status | `GET /v1/status` | JSON [`NodeStatus`] |
+//! | control plane | `POST /control/...` | JSON (see `crate::control`) |
+//!
+//! Errors are JSON [`WireError`] bodies with a stable `code`.
+
+pub mod auth;
+pub mod client;
+pub mod codec;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// Path prefix of chunk operations; the chunk id in hex follows.
+pub const CHUNK_PATH: &str = "/v1/chunk/";
+/// Path of batched metadata writes.
+pub const META_PUT_PATH: &str = "/v1/meta/put";
+/// Path prefix of a metadata point read; the row key in hex follows.
+pub const META_ROW_PATH: &str = "/v1/meta/row/";
+/// Path of metadata range scans.
+pub const META_SCAN_PATH: &str = "/v1/meta/scan";
+/// Path of the node status report.
+pub const STATUS_PATH: &str = "/v1/status";
+
+/// Header carrying the promised chunk length.
+pub const HEADER_CHUNK_LEN: &str = "x-cairn-chunk-len";
+/// Header carrying the promised chunk SHA-256 (hex).
+pub const HEADER_CHUNK_SHA256: &str = "x-cairn-chunk-sha256";
+/// Header carrying the promised chunk CRC32C (decimal).
+pub const HEADER_CHUNK_CRC32C: &str = "x-cairn-chunk-crc32c";
+/// Header carrying the SHA-256 (hex) of a non-chunk request body, covered by the request MAC.
+pub const HEADER_BODY_SHA256: &str = "x-cairn-body-sha256";
+/// Header carrying the request MAC.
+pub const HEADER_AUTH: &str = "x-cairn-auth";
+
+/// Largest non-chunk request or response body accepted (metadata batches, control messages).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Capacity and usage of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Stable node id.
+    pub node_id: String,
+    /// Size of the file system holding the chunks.
+    pub capacity_bytes: u64,
+    /// Free bytes on that file system.
+    pub free_bytes: u64,
+    /// Free space below which writes are refused.
+    pub reserve_bytes: u64,
+    /// Bytes of chunk files.
+    pub used_bytes: u64,
+    /// Number of chunks stored.
+    pub chunk_count: u64,
+}
+
+/// Stable error codes a node answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireErrorCode {
+    /// The request MAC is missing, stale or wrong.
+    Unauthorized,
+    /// The chunk or row does not exist.
+    NotFound,
+    /// The stored chunk failed verification; nothing was served.
+    Corrupt,
+    /// The received bytes did not match the promised digest; nothing was stored.
+    DigestMismatch,
+    /// The disk is at its reserve; nothing was stored.
+    InsufficientSpace,
+    /// The request is malformed or over a limit.
+    BadRequest,
+    /// Anything else; details are in the node's log.
+    Internal,
+}
+
+impl WireErrorCode {
+    /// The HTTP status that carries this code.
+    pub fn status(self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Unauthorized => S::UNAUTHORIZED,
+            Self::NotFound => S::NOT_FOUND,
+            Self::Corrupt => S::INTERNAL_SERVER_ERROR,
+            Self::DigestMismatch => S::UNPROCESSABLE_ENTITY,
+            Self::InsufficientSpace => S::INSUFFICIENT_STORAGE,
+            Self::BadRequest => S::BAD_REQUEST,
+            Self::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The JSON body of every node error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// Machine-readable code.
+    pub code: WireErrorCode,
+    /// Human-readable message.
+    pub message: String,
+}

@@ -1,0 +1,252 @@
+//! The node side of the RPC: an axum router over the chunk and metadata stores.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::auth::{ClusterSecret, now_ms};
+use super::codec;
+use super::{
+    CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C, HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES,
+    NodeStatus, WireError, WireErrorCode,
+};
+use crate::chunk_store::{ChunkDigest, ChunkError, ChunkId, ChunkStore};
+use crate::meta_store::{MAX_SCAN_LIMIT, MetaError, MetaStore};
+
+/// What the data-plane handlers of a node need.
+pub struct DataPlane {
+    /// This node's id, reported in its status.
+    pub node_id: String,
+    /// Chunk files.
+    pub chunks: ChunkStore,
+    /// Metadata rows.
+    pub meta: MetaStore,
+}
+
+/// The full node router: data-plane routes plus `extra` (the control-plane routes), all behind
+/// request authentication.
+pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Router {
+    let chunk_route = format!("{CHUNK_PATH}{{id}}");
+    Router::new()
+        .route(&chunk_route, get(get_chunk).put(put_chunk).head(head_chunk).delete(delete_chunk))
+        .route(&format!("{}{{key}}", super::META_ROW_PATH), get(get_row))
+        .route(super::META_PUT_PATH, post(put_rows))
+        .route(super::META_SCAN_PATH, get(scan_rows))
+        .route(super::STATUS_PATH, get(status))
+        .with_state(data)
+        .merge(extra)
+        .layer(middleware::from_fn_with_state(Arc::new(secret), authenticate))
+}
+
+/// Refuses unauthenticated requests and binds message bodies to the MAC.
+async fn authenticate(State(secret): State<Arc<ClusterSecret>>, request: Request, next: Next) -> Response {
+    let path_and_query = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    if let Err(e) = secret.verify(request.method(), &path_and_query, request.headers(), now_ms()) {
+        tracing::warn!(path = %path_and_query, error = %e, "refused unauthenticated RPC");
+        return wire_error(WireErrorCode::Unauthorized, e.to_string());
+    }
+    // Chunk bodies stream straight to disk; their integrity is the chunk store's CRC check.
+    let is_chunk_put = request.method() == http::Method::PUT && path_and_query.starts_with(CHUNK_PATH);
+    if is_chunk_put {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_MESSAGE_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return wire_error(WireErrorCode::BadRequest, format!("reading body: {e}")),
+    };
+    if !body.is_empty() {
+        let promised = parts.headers.get(HEADER_BODY_SHA256).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if promised != hex::encode(Sha256::digest(&body)) {
+            return wire_error(WireErrorCode::Unauthorized, "body does not match its signed digest".into());
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// An error answer in the wire format.
+pub fn wire_error(code: WireErrorCode, message: String) -> Response {
+    (code.status(), axum::Json(WireError { code, message })).into_response()
+}
+
+fn chunk_error(e: ChunkError) -> Response {
+    let code = match &e {
+        ChunkError::NotFound { .. } => WireErrorCode::NotFound,
+        ChunkError::Corrupt { .. } => WireErrorCode::Corrupt,
+        ChunkError::DigestMismatch { .. } => WireErrorCode::DigestMismatch,
+        ChunkError::InsufficientSpace { .. } => WireErrorCode::InsufficientSpace,
+        ChunkError::TooLarge { .. } | ChunkError::InvalidRange { .. } => WireErrorCode::BadRequest,
+        _ => WireErrorCode::Internal,
+    };
+    if code == WireErrorCode::Corrupt || code == WireErrorCode::Internal {
+        tracing::error!(error = %e, "chunk operation failed");
+    }
+    wire_error(code, e.to_string())
+}
+
+fn meta_error(e: MetaError) -> Response {
+    let code = match &e {
+        MetaError::KeyTooLong { .. }
+        | MetaError::ValueTooLarge { .. }
+        | MetaError::TooManyRows { .. }
+        | MetaError::WriteTooLarge { .. }
+        | MetaError::ScanLimitTooLarge { .. } => WireErrorCode::BadRequest,
+        _ => WireErrorCode::Internal,
+    };
+    if code == WireErrorCode::Internal {
+        tracing::error!(error = %e, "metadata operation failed");
+    }
+    wire_error(code, e.to_string())
+}
+
+fn malformed_chunk_id() -> Response {
+    wire_error(WireErrorCode::BadRequest, "malformed chunk id".into())
+}
+
+fn digest_from_headers(headers: &HeaderMap) -> Option<ChunkDigest> {
+    let field = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let len = field(HEADER_CHUNK_LEN)?.parse().ok()?;
+    let crc32c = field(HEADER_CHUNK_CRC32C)?.parse().ok()?;
+    let sha256 = <[u8; 32]>::try_from(hex::decode(field(HEADER_CHUNK_SHA256)?).ok()?).ok()?;
+    Some(ChunkDigest { len, sha256, crc32c })
+}
+
+async fn put_chunk(
+    State(data): State<Arc<DataPlane>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(id) = ChunkId::from_hex(&id) else {
+        return malformed_chunk_id();
+    };
+    let Some(digest) = digest_from_headers(&headers) else {
+        return wire_error(WireErrorCode::BadRequest, "missing or malformed chunk digest headers".into());
+    };
+    match data.chunks.put(id, digest, body.into_data_stream()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => chunk_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkRange {
+    offset: Option<u64>,
+    len: Option<u64>,
+}
+
+async fn get_chunk(
+    State(data): State<Arc<DataPlane>>,
+    Path(id): Path<String>,
+    Query(range): Query<ChunkRange>,
+) -> Response {
+    let Some(id) = ChunkId::from_hex(&id) else {
+        return malformed_chunk_id();
+    };
+    let result = match (range.offset, range.len) {
+        (None, None) => data.chunks.get(id).await,
+        (offset, len) => data.chunks.get_range(id, offset.unwrap_or(0), len.unwrap_or(u64::MAX)).await,
+    };
+    match result {
+        Ok(bytes) => bytes_response(bytes),
+        Err(e) => chunk_error(e),
+    }
+}
+
+async fn head_chunk(State(data): State<Arc<DataPlane>>, Path(id): Path<String>) -> Response {
+    let Some(id) = ChunkId::from_hex(&id) else {
+        return malformed_chunk_id();
+    };
+    match data.chunks.head(id).await {
+        Ok(header) => (
+            StatusCode::OK,
+            [
+                (HEADER_CHUNK_LEN, header.len.to_string()),
+                (HEADER_CHUNK_SHA256, hex::encode(header.sha256)),
+                (HEADER_CHUNK_CRC32C, header.crc32c.to_string()),
+            ],
+        )
+            .into_response(),
+        Err(e) => chunk_error(e),
+    }
+}
+
+async fn delete_chunk(State(data): State<Arc<DataPlane>>, Path(id): Path<String>) -> Response {
+    let Some(id) = ChunkId::from_hex(&id) else {
+        return malformed_chunk_id();
+    };
+    match data.chunks.delete(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => wire_error(WireErrorCode::NotFound, "no such chunk".into()),
+        Err(e) => chunk_error(e),
+    }
+}
+
+async fn put_rows(State(data): State<Arc<DataPlane>>, body: Bytes) -> Response {
+    let rows = match codec::decode_rows(&body) {
+        Ok(rows) => rows,
+        Err(e) => return wire_error(WireErrorCode::BadRequest, e.to_string()),
+    };
+    match data.meta.put_if_newer(rows).await {
+        Ok(applied) => bytes_response(Bytes::from(codec::encode_applied(&applied))),
+        Err(e) => meta_error(e),
+    }
+}
+
+async fn get_row(State(data): State<Arc<DataPlane>>, Path(key): Path<String>) -> Response {
+    let Ok(key) = hex::decode(&key) else {
+        return wire_error(WireErrorCode::BadRequest, "malformed row key".into());
+    };
+    match data.meta.get(key).await {
+        Ok(row) => bytes_response(Bytes::from(codec::encode_rows(row.as_slice()))),
+        Err(e) => meta_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScanQuery {
+    prefix: String,
+    start_after: Option<String>,
+    limit: usize,
+}
+
+async fn scan_rows(State(data): State<Arc<DataPlane>>, Query(query): Query<ScanQuery>) -> Response {
+    let (Ok(prefix), Ok(start_after)) = (hex::decode(&query.prefix), query.start_after.map(hex::decode).transpose())
+    else {
+        return wire_error(WireErrorCode::BadRequest, "malformed scan bounds".into());
+    };
+    match data.meta.scan(prefix, start_after, query.limit.min(MAX_SCAN_LIMIT)).await {
+        Ok(rows) => bytes_response(Bytes::from(codec::encode_rows(&rows))),
+        Err(e) => meta_error(e),
+    }
+}
+
+async fn status(State(data): State<Arc<DataPlane>>) -> Response {
+    let usage = match data.chunks.usage() {
+        Ok(usage) => usage,
+        Err(e) => return chunk_error(e),
+    };
+    axum::Json(NodeStatus {
+        node_id: data.node_id.clone(),
+        capacity_bytes: usage.capacity_bytes,
+        free_bytes: usage.free_bytes,
+        reserve_bytes: usage.reserve_bytes,
+        used_bytes: usage.used_bytes,
+        chunk_count: usage.chunk_count,
+    })
+    .into_response()
+}
+
+fn bytes_response(bytes: Bytes) -> Response {
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
