@@ -76,7 +76,9 @@ async fn create_key(
         return (StatusCode::UNAUTHORIZED, "missing or wrong admin token").into_response();
     }
     let key = new_access_key(&request.name);
-    match admin.gateway.replication.cluster().command(&Command::PutAccessKey(key.clone())).await {
+    let key_id = key.key_id.clone();
+    let settled = |s: &cairn_storage_node::control::ClusterState| s.access_keys.contains_key(&key_id);
+    match admin.gateway.replication.cluster().command(&Command::PutAccessKey(key.clone()), settled).await {
         Ok(CommandResult::Ok) => {
             Json(CreatedKey { access_key_id: key.key_id, secret_access_key: key.secret }).into_response()
         }

@@ -15,6 +15,8 @@ const STATE_POLL_WAIT_MS: u64 = 20_000;
 const RETRY_PAUSE_MS: u64 = 250;
 /// Path of the control-plane state long-poll.
 const STATE_PATH: &str = "/control/state";
+/// How long a command's caller waits for the command to show in this view.
+const SETTLE_WAIT_MS: u64 = 5_000;
 /// Path of control-plane commands.
 const COMMAND_PATH: &str = "/control/command";
 
@@ -100,34 +102,30 @@ impl Cluster {
         state.layout.replicas(partition).filter_map(|id| state.nodes.get(id).cloned()).collect()
     }
 
-    /// Sends a command to the cluster and waits until this view reflects it.
-    pub async fn command(&self, command: &Command) -> Result<CommandResult, ClusterError> {
+    /// Sends a command to the cluster; after it succeeds, waits (briefly) until this view
+    /// shows its effect (`settled`), so the next request sees it.
+    pub async fn command(
+        &self,
+        command: &Command,
+        settled: impl Fn(&ClusterState) -> bool,
+    ) -> Result<CommandResult, ClusterError> {
         let mut last_error = String::from("no nodes known");
         for addr in self.candidate_addrs() {
             match self.client.post_json::<_, CommandResult>(&addr, COMMAND_PATH, command).await {
                 Ok(result) => {
-                    self.catch_up(&addr).await;
+                    if result == CommandResult::Ok {
+                        let mut view = self.state.clone();
+                        let wait = view.wait_for(|state| settled(state));
+                        if tokio::time::timeout(Duration::from_millis(SETTLE_WAIT_MS), wait).await.is_err() {
+                            tracing::warn!(?command, "command applied but not yet visible to this gateway");
+                        }
+                    }
                     return Ok(result);
                 }
                 Err(e) => last_error = e.to_string(),
             }
         }
         Err(ClusterError::Unreachable(last_error))
-    }
-
-    /// Waits (briefly) for `addr` to have applied something newer than this view, so a
-    /// command's effect is visible to the next request.
-    async fn catch_up(&self, addr: &str) {
-        let known = self.state().version;
-        let request = StateRequest { known_version: known, wait_ms: 5_000 };
-        if let Ok(state) = self.client.post_json::<_, ClusterState>(addr, STATE_PATH, &request).await {
-            let mut wait = self.state.clone();
-            if state.version > known {
-                // The follower task publishes it too; wait for that rather than racing it.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), wait.wait_for(|s| s.version >= state.version)).await;
-            }
-        }
     }
 
     /// Node addresses to try: every known node, then the configured seeds.

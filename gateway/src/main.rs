@@ -177,8 +177,8 @@ enum KeyCommand {
     },
 }
 
-/// Turns a TOML config file into `--name value` arguments placed before the command line's
-/// own, so flags given on the command line win.
+/// Turns a TOML config file into `--name value` arguments for every option the command line
+/// does not give itself, so flags given on the command line win.
 fn args_with_config_file() -> anyhow::Result<Vec<String>> {
     let args: Vec<String> = std::env::args().collect();
     let config = args
@@ -196,6 +196,10 @@ fn args_with_config_file() -> anyhow::Result<Vec<String>> {
     let mut out = args[..2].to_vec();
     for (name, value) in table {
         let flag = format!("--{}", name.replace('_', "-"));
+        let given = args[2..].iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if given || name == "config" {
+            continue;
+        }
         match value {
             toml::Value::Boolean(true) => out.push(flag),
             toml::Value::Boolean(false) => {}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
 use cairn_storage_node::control::{Consistency, NodeInfo};
+use cairn_storage_node::hlc::Clock;
 use cairn_storage_node::meta_store::Row;
 use cairn_storage_node::rpc::client::{NodeClient, RpcError};
 use futures_util::StreamExt;
@@ -18,6 +19,27 @@ use crate::cluster::Cluster;
 /// Bytes of chunk data a gateway keeps in flight to replicas, across all requests; bounds
 /// gateway memory when a replica is slow (a write waits for budget instead of piling up).
 pub const REPLICATION_BUDGET_BYTES: usize = 96 * 1024 * 1024;
+/// Times a metadata write is re-stamped after replicas held a newer timestamp for its key.
+const MAX_STAMP_ATTEMPTS: usize = 3;
+
+/// One metadata row to write; the coordinator gives it its timestamp.
+#[derive(Clone, Debug)]
+pub struct RowWrite {
+    /// The row key.
+    pub key: Vec<u8>,
+    /// Whether the row is a tombstone.
+    pub tombstone: bool,
+    /// The row value.
+    pub value: Vec<u8>,
+}
+
+/// How a replicated row write ended.
+enum PutOutcome {
+    /// Enough replicas applied every row.
+    Applied,
+    /// Enough replicas answered, but some held a newer row, so the write did not take effect.
+    Superseded,
+}
 
 /// Why a replicated operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +68,12 @@ pub enum ReplicationError {
     /// A stored record could not be decoded.
     #[error("undecodable metadata: {0}")]
     Corrupt(String),
+    /// Replicas kept holding a newer timestamp than this gateway could issue.
+    #[error("metadata write superseded {attempts} times")]
+    Superseded {
+        /// Attempts made.
+        attempts: usize,
+    },
 }
 
 /// How many replicas a write must reach.
@@ -70,12 +98,14 @@ pub struct Replication {
     cluster: Arc<Cluster>,
     client: NodeClient,
     budget: Arc<Semaphore>,
+    clock: Clock,
 }
 
 impl Replication {
-    /// Creates a coordinator over the cluster's current layout.
-    pub fn new(cluster: Arc<Cluster>, client: NodeClient) -> Self {
-        Self { cluster, client, budget: Arc::new(Semaphore::new(REPLICATION_BUDGET_BYTES)) }
+    /// Creates a coordinator over the cluster's current layout; `origin` identifies this
+    /// gateway in metadata timestamps.
+    pub fn new(cluster: Arc<Cluster>, client: NodeClient, origin: u64) -> Self {
+        Self { cluster, client, budget: Arc::new(Semaphore::new(REPLICATION_BUDGET_BYTES)), clock: Clock::new(origin) }
     }
 
     /// The cluster view.
@@ -139,26 +169,55 @@ impl Replication {
         Err(ReplicationError::ChunkUnavailable { chunk: id.to_hex(), last_error })
     }
 
-    /// Writes rows of one partition to its replicas; returns once `level` is met.
-    pub async fn put_rows(
+    /// Writes rows of one partition, stamped with one new timestamp, to its replicas; returns
+    /// once `level` replicas applied them. When replicas hold a newer row for a key (another
+    /// gateway's clock ran ahead), the clock catches up and the write is stamped again, so an
+    /// acknowledged write always takes effect.
+    pub async fn write_rows(
+        &self,
+        placement_key: &[u8],
+        writes: Vec<RowWrite>,
+        level: Consistency,
+    ) -> Result<(), ReplicationError> {
+        for _ in 0..MAX_STAMP_ATTEMPTS {
+            let timestamp = self.clock.now();
+            let rows = writes
+                .iter()
+                .map(|w| Row { key: w.key.clone(), timestamp, tombstone: w.tombstone, value: w.value.clone() })
+                .collect();
+            match self.put_rows(placement_key, rows, level).await? {
+                PutOutcome::Applied => return Ok(()),
+                PutOutcome::Superseded => {
+                    for write in &writes {
+                        if let Some(row) = self.get_row(placement_key, &write.key, level).await? {
+                            self.clock.observe(row.timestamp);
+                        }
+                    }
+                }
+            }
+        }
+        Err(ReplicationError::Superseded { attempts: MAX_STAMP_ATTEMPTS })
+    }
+
+    async fn put_rows(
         &self,
         placement_key: &[u8],
         rows: Vec<Row>,
         level: Consistency,
-    ) -> Result<(), ReplicationError> {
+    ) -> Result<PutOutcome, ReplicationError> {
         let replicas = self.cluster.replicas(placement_key);
         if replicas.is_empty() {
             return Err(ReplicationError::NoReplicas);
         }
         let needed = write_quorum(replicas.len(), level);
         let rows = Arc::new(rows);
-        let (results_tx, results_rx) = mpsc::channel(replicas.len());
+        let (results_tx, mut results_rx) = mpsc::channel(replicas.len());
         for node in replicas {
             let client = self.client.clone();
             let rows = rows.clone();
             let results_tx = results_tx.clone();
             tokio::spawn(async move {
-                let result = client.put_rows(&node.rpc_addr, &rows).await.map(drop);
+                let result = client.put_rows(&node.rpc_addr, &rows).await;
                 if let Err(e) = &result {
                     tracing::warn!(node = %node.node_id, error = %e, "metadata replica write failed");
                 }
@@ -166,7 +225,22 @@ impl Replication {
             });
         }
         drop(results_tx);
-        await_quorum(results_rx, needed).await
+        let (mut applied, mut superseded) = (0, 0);
+        let mut last_error = String::new();
+        while let Some(result) = results_rx.recv().await {
+            match result {
+                Ok(flags) if flags.iter().all(|&f| f) => applied += 1,
+                Ok(_) => superseded += 1,
+                Err(e) => last_error = e.to_string(),
+            }
+            if applied >= needed {
+                return Ok(PutOutcome::Applied);
+            }
+            if applied + superseded >= needed && superseded > 0 {
+                return Ok(PutOutcome::Superseded);
+            }
+        }
+        Err(ReplicationError::QuorumNotMet { acked: applied + superseded, needed, last_error })
     }
 
     /// Reads one row from enough replicas for `level`; the newest wins, and replicas found
@@ -207,6 +281,7 @@ impl Replication {
         }
         let newest = answers.iter().filter_map(|(row, _)| row.clone()).max_by_key(|row| row.timestamp);
         if let Some(newest) = &newest {
+            self.clock.observe(newest.timestamp);
             let stale: Vec<NodeInfo> = answers
                 .into_iter()
                 .filter(|(row, _)| row.as_ref().map(|r| r.timestamp) != Some(newest.timestamp))
@@ -254,7 +329,11 @@ impl Replication {
         if answers.len() < needed {
             return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
         }
-        Ok(merge_scans(answers, limit))
+        let (rows, more) = merge_scans(answers, limit);
+        if let Some(newest) = rows.iter().map(|r| r.timestamp).max() {
+            self.clock.observe(newest);
+        }
+        Ok((rows, more))
     }
 
     /// Writes `rows` back to replicas that answered with something older.

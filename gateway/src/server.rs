@@ -46,7 +46,10 @@ pub async fn run(
         .with_context(|| format!("binding {}", config.admin_listen))?;
     let cluster =
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
-    let gateway = Gateway::new(Replication::new(cluster.clone(), client), S3Config { region: config.region.clone() });
+    let gateway = Gateway::new(
+        Replication::new(cluster.clone(), client, rand::random()),
+        S3Config { region: config.region.clone() },
+    );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

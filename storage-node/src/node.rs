@@ -63,6 +63,10 @@ pub async fn run(
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
+    anyhow::ensure!(
+        config.advertise.is_some() || !bound.ip().is_unspecified(),
+        "listening on {bound} needs --advertise: peers cannot reach an unspecified address"
+    );
     let rpc_addr = config.advertise.clone().unwrap_or_else(|| bound.to_string());
     let info = NodeInfo {
         node_id: node_id.clone(),

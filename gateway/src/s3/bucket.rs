@@ -64,10 +64,11 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
         index_shards: DEFAULT_INDEX_SHARDS,
         created_ms: now_ms(),
     };
-    let result = gateway.replication.cluster().command(&command).await.map_err(|e| {
-        tracing::warn!(error = %e, "create bucket failed");
-        S3Error::ServiceUnavailable
-    })?;
+    let result =
+        gateway.replication.cluster().command(&command, |s| s.buckets.contains_key(&name)).await.map_err(|e| {
+            tracing::warn!(error = %e, "create bucket failed");
+            S3Error::ServiceUnavailable
+        })?;
     match result {
         CommandResult::Ok => {}
         CommandResult::BucketAlreadyExists { owner_key } if owner_key == owner => {
@@ -115,7 +116,10 @@ pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
         return Err(S3Error::BucketNotEmpty);
     }
     let command = Command::DeleteBucket { name: bucket.name.clone(), bucket_id: bucket.bucket_id };
-    let result = gateway.replication.cluster().command(&command).await.map_err(|e| {
+    let settled = |s: &cairn_storage_node::control::ClusterState| {
+        s.buckets.get(&bucket.name).is_none_or(|b| b.bucket_id != bucket.bucket_id)
+    };
+    let result = gateway.replication.cluster().command(&command, settled).await.map_err(|e| {
         tracing::warn!(error = %e, "delete bucket failed");
         S3Error::ServiceUnavailable
     })?;

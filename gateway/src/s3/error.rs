@@ -222,7 +222,9 @@ impl From<AuthError> for S3Error {
 impl From<ReplicationError> for S3Error {
     fn from(e: ReplicationError) -> Self {
         match e {
-            ReplicationError::QuorumNotMet { .. } | ReplicationError::NoReplicas => {
+            ReplicationError::QuorumNotMet { .. }
+            | ReplicationError::NoReplicas
+            | ReplicationError::Superseded { .. } => {
                 tracing::warn!(error = %e, "quorum not met");
                 Self::ServiceUnavailable
             }

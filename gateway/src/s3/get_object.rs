@@ -12,6 +12,7 @@ use http::StatusCode;
 
 use super::error::S3Error;
 use super::{Gateway, S3Request, resolve_bucket, set_header};
+use crate::replication::ReplicationError;
 use crate::timefmt::http_date;
 
 /// Chunks fetched ahead of the one being sent.
@@ -81,6 +82,9 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
         }
         ByteRange { start, end }
     };
+    if range.start >= range.end {
+        return Err(S3Error::InvalidRange);
+    }
     Ok(Some(range))
 }
 
@@ -95,22 +99,29 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     let body = if with_body && end > start {
         let gateway = gateway.clone();
         let slices = version.slices(start, end);
-        let chunks = futures_util::stream::iter(slices)
-            .map(move |slice| {
-                let gateway = gateway.clone();
-                async move {
-                    let range =
-                        (slice.offset != 0 || slice.len != slice.chunk_len).then_some((slice.offset, slice.len));
-                    let bytes =
-                        gateway.replication.read_chunk(slice.chunk, range).await.map_err(std::io::Error::other)?;
-                    if bytes.len() as u64 != slice.len {
-                        return Err(std::io::Error::other("chunk shorter than its manifest"));
+        let mut chunks = Box::pin(
+            futures_util::stream::iter(slices)
+                .map(move |slice| {
+                    let gateway = gateway.clone();
+                    async move {
+                        let range =
+                            (slice.offset != 0 || slice.len != slice.chunk_len).then_some((slice.offset, slice.len));
+                        let bytes = gateway.replication.read_chunk(slice.chunk, range).await?;
+                        if bytes.len() as u64 != slice.len {
+                            return Err(ReplicationError::ChunkUnavailable {
+                                chunk: slice.chunk.to_hex(),
+                                last_error: "chunk shorter than its manifest".into(),
+                            });
+                        }
+                        Ok(bytes)
                     }
-                    Ok::<_, std::io::Error>(bytes)
-                }
-            })
-            .buffered(READ_AHEAD_CHUNKS);
-        Body::from_stream(chunks)
+                })
+                .buffered(READ_AHEAD_CHUNKS),
+        );
+        // The first chunk is read before the status goes out, so an unreadable object is an
+        // error answer rather than a truncated 200.
+        let first = chunks.next().await.transpose()?;
+        Body::from_stream(futures_util::stream::iter(first.map(Ok)).chain(chunks))
     } else {
         Body::empty()
     };
@@ -175,6 +186,7 @@ mod tests {
         assert!(matches!(parse_range(Some("bytes=100-"), 100), Err(S3Error::InvalidRange)));
         assert!(matches!(parse_range(Some("bytes=0-0"), 0), Err(S3Error::InvalidRange)));
         assert!(matches!(parse_range(Some("bytes=-0"), 10), Err(S3Error::InvalidRange)));
+        assert!(matches!(parse_range(Some("bytes=-5"), 0), Err(S3Error::InvalidRange)));
         assert_eq!(parse_range(None, 10).unwrap(), None);
     }
 }

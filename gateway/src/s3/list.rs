@@ -9,7 +9,7 @@ use cairn_storage_node::meta_store::Row;
 
 use super::error::S3Error;
 use super::xml::XmlWriter;
-use super::{Gateway, S3Request, resolve_bucket, xml_response};
+use super::{Gateway, MAX_KEY_BYTES, S3Request, resolve_bucket, xml_response};
 use crate::timefmt::iso8601;
 
 /// Most keys one listing page returns.
@@ -87,7 +87,10 @@ pub async fn list_page(
         let rolled_up = delimiter
             .filter(|d| !d.is_empty())
             .and_then(|d| key[prefix.len()..].find(d).map(|i| key[..prefix.len() + i + d.len()].to_owned()));
-        if entries.len() >= max_keys {
+        // A rolled-up prefix at or before the marker was on an earlier page (ListObjects v1
+        // hands the prefix itself back as NextMarker).
+        let already_listed = |common: &str| start_after.is_some_and(|after| common.as_bytes() <= after);
+        if entries.len() >= max_keys && !rolled_up.as_deref().is_some_and(already_listed) {
             return Ok(Page { entries, next_after: last_emitted });
         }
         match rolled_up {
@@ -102,6 +105,9 @@ pub async fn list_page(
                     if cursor.after.as_ref().is_none_or(|after| *after < skip_key) {
                         cursor.after = Some(skip_key);
                     }
+                }
+                if already_listed(&common) {
+                    continue;
                 }
                 last_emitted = Some(skip_to);
                 entries.push(Entry::CommonPrefix(common));
@@ -186,6 +192,11 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
         ),
         _ => start_after_param.map(|s| s.as_bytes().to_vec()),
     };
+    // Keys are at most MAX_KEY_BYTES, so longer bounds cannot match anything; refusing them
+    // keeps row keys within what the nodes accept.
+    if prefix.len() > MAX_KEY_BYTES || start_after.as_ref().is_some_and(|s| s.len() > MAX_KEY_BYTES + 1) {
+        return Err(S3Error::InvalidArgument("prefix, marker or continuation token too long".into()));
+    }
     let page = list_page(gateway, &bucket, &prefix, delimiter.as_deref(), start_after.as_deref(), max_keys).await?;
 
     let mut xml = XmlWriter::new("ListBucketResult");

@@ -17,7 +17,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use cairn_storage_node::control::{BucketInfo, ClusterState};
-use cairn_storage_node::hlc::Clock;
 use http::{HeaderValue, Method};
 use percent_encoding::percent_decode_str;
 
@@ -39,8 +38,6 @@ pub struct S3Config {
 pub struct Gateway {
     /// Replicated reads and writes.
     pub replication: Replication,
-    /// Issues metadata timestamps.
-    pub clock: Clock,
     /// Settings.
     pub config: S3Config,
     request_counter: AtomicU64,
@@ -50,14 +47,7 @@ pub struct Gateway {
 impl Gateway {
     /// Creates the S3 API state.
     pub fn new(replication: Replication, config: S3Config) -> Arc<Self> {
-        let origin: u64 = rand::random();
-        Arc::new(Self {
-            replication,
-            clock: Clock::new(origin),
-            config,
-            request_counter: AtomicU64::new(0),
-            instance: rand::random(),
-        })
+        Arc::new(Self { replication, config, request_counter: AtomicU64::new(0), instance: rand::random() })
     }
 
     /// The current cluster state.
@@ -125,6 +115,11 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
     })?;
     let (bucket, key) = split_path(parts.uri.path())?;
     let query = parse_query(parts.uri.query().unwrap_or(""));
+    if let Some(name) = query.keys().find(|name| !is_known_query_parameter(name)) {
+        // An operation Cairn does not implement must not fall through to a data operation
+        // (PUT ?tagging must not overwrite the object).
+        return Err(S3Error::NotImplemented(format!("the `{name}` subresource")));
+    }
     let request = S3Request { method: parts.method, headers: parts.headers, query, bucket, key, auth };
 
     let method = request.method.clone();
@@ -159,6 +154,35 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             _ => Err(S3Error::MethodNotAllowed),
         },
     }
+}
+
+/// Query parameters of the operations Cairn implements (and those every client may add).
+const KNOWN_QUERY_PARAMETERS: &[&str] = &[
+    "list-type",
+    "prefix",
+    "delimiter",
+    "max-keys",
+    "marker",
+    "continuation-token",
+    "start-after",
+    "encoding-type",
+    "fetch-owner",
+    "x-id",
+    "uploads",
+    "uploadId",
+    "partNumber",
+    "location",
+    "delete",
+    "AWSAccessKeyId",
+    "Signature",
+    "Expires",
+];
+
+fn is_known_query_parameter(name: &str) -> bool {
+    KNOWN_QUERY_PARAMETERS.contains(&name)
+        || name.starts_with("X-Amz-")
+        || name.starts_with("x-amz-")
+        || name.starts_with("response-")
 }
 
 /// Splits a path-style request path into bucket and key, percent-decoded.
@@ -232,6 +256,16 @@ mod tests {
             (Some("bkt".into()), Some("docs/a b/ün+x".into()))
         );
         assert!(matches!(split_path(&format!("/b/{}", "k".repeat(1025))), Err(S3Error::KeyTooLongError)));
+    }
+
+    #[test]
+    fn unknown_subresources_are_not_data_operations() {
+        for name in ["tagging", "acl", "versioning", "policy", "retention"] {
+            assert!(!is_known_query_parameter(name), "{name}");
+        }
+        for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {
+            assert!(is_known_query_parameter(name), "{name}");
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use cairn_storage_node::manifest::{
     self, ObjectVersion, PartRef, RECORD_FORMAT_VERSION, UploadPartRecord, UploadRecord, decode_record, encode_record,
     index_shard, metadata_placement_key,
 };
-use cairn_storage_node::meta_store::Row;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
@@ -21,6 +20,7 @@ use super::error::S3Error;
 use super::put_object::{ObjectAttributes, object_attributes, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
+use crate::replication::RowWrite;
 use crate::timefmt::now_ms;
 
 /// Highest part number S3 accepts.
@@ -80,15 +80,14 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
         headers,
         user_metadata,
     };
-    let row = Row {
+    let row = RowWrite {
         key: manifest::upload_key(bucket.bucket_id, shard, &key, upload_id),
-        timestamp: gateway.clock.now(),
         tombstone: false,
         value: encode_record(&record),
     };
     gateway
         .replication
-        .put_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
+        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
         .await?;
     let mut xml = XmlWriter::new("InitiateMultipartUploadResult");
     xml.element("Bucket", &bucket.name).element("Key", &key).element("UploadId", &upload_id.simple().to_string());
@@ -118,22 +117,19 @@ pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body
         chunk_size: stored.chunk_size,
         last_modified_ms: now_ms(),
     };
-    let timestamp = gateway.clock.now();
     let rows = vec![
-        Row {
+        RowWrite {
             key: manifest::part_manifest_key(target.bucket.bucket_id, target.shard, stored.chunk_set, part_number),
-            timestamp,
             tombstone: false,
             value: encode_record(&stored.manifest()),
         },
-        Row {
+        RowWrite {
             key: manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, part_number),
-            timestamp,
             tombstone: false,
             value: encode_record(&record),
         },
     ];
-    gateway.replication.put_rows(&target.placement(), rows, target.bucket.consistency).await?;
+    gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "etag", &format!("\"{etag}\""));
     Ok(response)
@@ -225,18 +221,16 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         chunk_size: chunk_size.unwrap_or(1),
         parts,
     };
-    let timestamp = gateway.clock.now();
     // The object and the end of the upload land in one batch on the same replicas.
     let rows = vec![
-        Row {
+        RowWrite {
             key: manifest::object_key(target.bucket.bucket_id, target.shard, &target.key),
-            timestamp,
             tombstone: false,
             value: encode_record(&version),
         },
-        Row { key: target.upload_row_key(), timestamp, tombstone: true, value: Vec::new() },
+        RowWrite { key: target.upload_row_key(), tombstone: true, value: Vec::new() },
     ];
-    gateway.replication.put_rows(&target.placement(), rows, target.bucket.consistency).await?;
+    gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
     let mut xml = XmlWriter::new("CompleteMultipartUploadResult");
     xml.element("Location", &format!("/{}/{}", target.bucket.name, target.key))
         .element("Bucket", &target.bucket.name)
@@ -249,7 +243,7 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
 pub async fn abort(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let target = target(gateway, request)?;
     read_upload(gateway, &target).await?;
-    let row = Row { key: target.upload_row_key(), timestamp: gateway.clock.now(), tombstone: true, value: Vec::new() };
-    gateway.replication.put_rows(&target.placement(), vec![row], target.bucket.consistency).await?;
+    let row = RowWrite { key: target.upload_row_key(), tombstone: true, value: Vec::new() };
+    gateway.replication.write_rows(&target.placement(), vec![row], target.bucket.consistency).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
 use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
     self, ObjectVersion, PartManifest, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard,
     metadata_placement_key,
 };
-use cairn_storage_node::meta_store::Row;
 use futures_util::StreamExt;
 use http::StatusCode;
 use md5::Md5;
@@ -23,6 +22,7 @@ use uuid::Uuid;
 use super::error::S3Error;
 use super::{Gateway, S3Request, resolve_bucket, set_header};
 use crate::auth::PayloadHash;
+use crate::replication::RowWrite;
 use crate::timefmt::now_ms;
 
 /// Largest single PUT (and part) S3 accepts.
@@ -129,23 +129,24 @@ pub async fn store_body(
     let chunk_set = Uuid::now_v7();
     let level = bucket.consistency;
 
-    let mut digests = BodyDigests {
+    let mut digests = Some(BodyDigests {
         md5: Md5::new(),
         sha256: expected.sha256.map(|_| Sha256::new()),
         crc32: expected.crc32.map(|_| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc)),
         crc32c: expected.crc32c.map(|_| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
-    };
+    });
     let mut body = body.into_data_stream();
     let mut buffer = BytesMut::new();
     let mut received = 0u64;
     let mut chunk_sha256 = Vec::new();
     let mut writes: JoinSet<Result<(), S3Error>> = JoinSet::new();
+    // The chunk being hashed on a blocking thread while the next one is received.
+    let mut hashing: Option<tokio::task::JoinHandle<(BodyDigests, ChunkDigest, Bytes)>> = None;
     let mut index = 0u32;
     let mut body_done = false;
 
-    while !body_done {
-        // Fill one chunk.
-        while (buffer.len() as u64) < chunk_size {
+    loop {
+        while !body_done && (buffer.len() as u64) < chunk_size {
             match body.next().await {
                 Some(Ok(frame)) => {
                     received += frame.len() as u64;
@@ -158,35 +159,34 @@ pub async fn store_body(
                     tracing::info!(error = %e, "client body failed");
                     return Err(S3Error::IncompleteBody);
                 }
-                None => {
-                    body_done = true;
-                    break;
-                }
+                None => body_done = true,
             }
+        }
+        if let Some(hashed) = hashing.take() {
+            let (returned, chunk_digest, data) = hashed.await.map_err(|_| S3Error::InternalError)?;
+            digests = Some(returned);
+            chunk_sha256.push(chunk_digest.sha256);
+            let id = ChunkId { chunk_set, part, index };
+            index += 1;
+            while writes.len() >= MAX_CHUNKS_IN_FLIGHT {
+                join_one(&mut writes).await?;
+            }
+            let gateway = gateway.clone();
+            writes.spawn(async move {
+                gateway.replication.write_chunk(id, chunk_digest, data, level).await.map_err(S3Error::from)
+            });
         }
         let take = buffer.len().min(chunk_size as usize);
         if take == 0 {
             break;
         }
         let data = buffer.split_to(take).freeze();
+        let state = digests.take().ok_or(S3Error::InternalError)?;
         // Hash off the executor threads; every byte goes through each digest once.
-        let (returned, chunk_digest, data) = tokio::task::spawn_blocking(move || {
-            let (digests, chunk_digest) = hash_chunk(digests, &data);
-            (digests, chunk_digest, data)
-        })
-        .await
-        .map_err(|_| S3Error::InternalError)?;
-        digests = returned;
-        chunk_sha256.push(chunk_digest.sha256);
-        let id = ChunkId { chunk_set, part, index };
-        index += 1;
-        while writes.len() >= MAX_CHUNKS_IN_FLIGHT {
-            join_one(&mut writes).await?;
-        }
-        let gateway = gateway.clone();
-        writes.spawn(async move {
-            gateway.replication.write_chunk(id, chunk_digest, data, level).await.map_err(S3Error::from)
-        });
+        hashing = Some(tokio::task::spawn_blocking(move || {
+            let (state, chunk_digest) = hash_chunk(state, &data);
+            (state, chunk_digest, data)
+        }));
     }
     while !writes.is_empty() {
         join_one(&mut writes).await?;
@@ -194,6 +194,7 @@ pub async fn store_body(
     if received != declared_len {
         return Err(S3Error::IncompleteBody);
     }
+    let digests = digests.ok_or(S3Error::InternalError)?;
 
     let md5: [u8; 16] = digests.md5.finalize().into();
     if let (Some(expected), Some(hasher)) = (expected.sha256, digests.sha256)
@@ -294,22 +295,19 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
         parts: vec![PartRef { number: 1, chunk_set: stored.chunk_set, size: stored.size, etag: etag.clone() }],
     };
     let shard = index_shard(&key, bucket.index_shards);
-    let timestamp = gateway.clock.now();
     let rows = vec![
-        Row {
+        RowWrite {
             key: manifest::part_manifest_key(bucket.bucket_id, shard, stored.chunk_set, 1),
-            timestamp,
             tombstone: false,
             value: encode_record(&stored.manifest()),
         },
-        Row {
+        RowWrite {
             key: manifest::object_key(bucket.bucket_id, shard, &key),
-            timestamp,
             tombstone: false,
             value: encode_record(&version),
         },
     ];
-    gateway.replication.put_rows(&metadata_placement_key(bucket.bucket_id, shard), rows, bucket.consistency).await?;
+    gateway.replication.write_rows(&metadata_placement_key(bucket.bucket_id, shard), rows, bucket.consistency).await?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "etag", &format!("\"{etag}\""));
     Ok(response)
@@ -320,15 +318,10 @@ pub async fn delete_object(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
     let bucket = resolve_bucket(gateway, request)?;
     let key = request.key.as_deref().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let shard = index_shard(key, bucket.index_shards);
-    let row = Row {
-        key: manifest::object_key(bucket.bucket_id, shard, key),
-        timestamp: gateway.clock.now(),
-        tombstone: true,
-        value: Vec::new(),
-    };
+    let row = RowWrite { key: manifest::object_key(bucket.bucket_id, shard, key), tombstone: true, value: Vec::new() };
     gateway
         .replication
-        .put_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
+        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -44,6 +44,8 @@ pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Rou
         .route(super::META_SCAN_PATH, get(scan_rows))
         .route(super::STATUS_PATH, get(status))
         .with_state(data)
+        // Metadata batches may exceed axum's default 2 MiB extractor limit.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .merge(extra)
         .layer(middleware::from_fn_with_state(Arc::new(secret), authenticate))
 }
