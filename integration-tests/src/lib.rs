@@ -238,3 +238,14 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+impl DevCluster {
+    /// A node RPC client signed with the cluster secret, for tests that reach under the gateway.
+    pub fn node_client(&self) -> anyhow::Result<cairn_storage_node::rpc::client::NodeClient> {
+        let secret = std::fs::read_to_string(self.dir().join("cluster.secret"))?;
+        Ok(cairn_storage_node::rpc::client::NodeClient::new(
+            cairn_storage_node::rpc::auth::ClusterSecret::new(secret.trim()),
+            &cairn_storage_node::rpc::client::ClientConfig::default(),
+        ))
+    }
+}

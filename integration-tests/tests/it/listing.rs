@@ -89,3 +89,31 @@ async fn listing_2500_keys_with_prefixes_delimiters_and_pages() -> anyhow::Resul
     assert_eq!(got, want);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_objects_v1_pages_through_common_prefixes() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("list-v1").send().await?;
+    let keys = ["a/1", "a/2", "b/1", "c", "d/1", "d/2", "e", "f/x/y"];
+    for key in keys {
+        put(&s3, "list-v1", key, b"x".to_vec()).await?;
+    }
+    let mut marker: Option<String> = None;
+    let mut seen_keys = Vec::new();
+    let mut seen_prefixes = Vec::new();
+    for _ in 0..20 {
+        let out =
+            s3.list_objects().bucket("list-v1").delimiter("/").max_keys(2).set_marker(marker.clone()).send().await?;
+        seen_keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        seen_prefixes.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        if out.is_truncated() != Some(true) {
+            assert_eq!(seen_keys, vec!["c", "e"]);
+            assert_eq!(seen_prefixes, vec!["a/", "b/", "d/", "f/"]);
+            return Ok(());
+        }
+        // Without a NextMarker, clients continue from the last key.
+        marker = out.next_marker().map(str::to_owned).or_else(|| seen_keys.last().cloned());
+    }
+    anyhow::bail!("ListObjects never finished: keys {seen_keys:?}, prefixes {seen_prefixes:?}")
+}

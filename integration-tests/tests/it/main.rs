@@ -4,6 +4,7 @@ mod auth;
 mod buckets;
 mod faults;
 mod listing;
+mod metadata;
 mod multipart;
 mod objects;
 
