@@ -76,6 +76,7 @@ impl DevCluster {
         let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
         let log = std::fs::File::create(dir.path().join("dev.log"))?;
         let dev = Command::new(cairn_binary())
+            .env("RUST_LIB_BACKTRACE", "0")
             .args(["dev", "--data-dir"])
             .arg(dir.path().join("cluster"))
             .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])

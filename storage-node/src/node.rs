@@ -89,11 +89,12 @@ pub async fn run(
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     });
 
-    if !control.is_initialized() {
-        if let Some(settings) = config.bootstrap.clone() {
-            control.bootstrap(settings).await?;
-            tracing::info!("bootstrapped a new cluster");
-        } else if let Some(seed) = config.join.clone() {
+    // Bootstrapping is idempotent: it also finishes a bootstrap a crash interrupted.
+    if let Some(settings) = config.bootstrap.clone() {
+        control.bootstrap(settings).await?;
+        tracing::info!("cluster bootstrapped");
+    } else if !control.is_initialized() {
+        if let Some(seed) = config.join.clone() {
             control.join(&seed).await?;
             tracing::info!(%seed, "joined the cluster");
         } else {

@@ -3,6 +3,7 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 
+use super::aws_chunked::ChunkedError;
 use crate::auth::AuthError;
 use crate::replication::ReplicationError;
 
@@ -215,6 +216,19 @@ impl From<AuthError> for S3Error {
             AuthError::AuthorizationQueryParametersError(m) => Self::AuthorizationQueryParametersError(m),
             AuthError::MissingContentSha256 => Self::InvalidRequest(e.to_string()),
             other => Self::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
+impl From<ChunkedError> for S3Error {
+    fn from(e: ChunkedError) -> Self {
+        match e {
+            ChunkedError::SignatureDoesNotMatch => Self::SignatureDoesNotMatch,
+            ChunkedError::TooLarge | ChunkedError::ChunkTooLarge => Self::EntityTooLarge,
+            ChunkedError::LengthMismatch { .. } | ChunkedError::Incomplete | ChunkedError::Body(_) => {
+                Self::IncompleteBody
+            }
+            other => Self::InvalidRequest(format!("malformed aws-chunked body: {other}")),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The S3 API: request routing, authentication and the operation handlers.
 
+pub mod aws_chunked;
 pub mod bucket;
 pub mod error;
 pub mod get_object;
 pub mod list;
 pub mod multipart;
 pub mod put_object;
+pub mod upload;
 pub mod xml;
 
 use std::collections::BTreeMap;

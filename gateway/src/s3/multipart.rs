@@ -17,7 +17,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::S3Error;
-use super::put_object::{ObjectAttributes, object_attributes, store_body};
+use super::put_object::{ObjectAttributes, object_attributes};
+use super::upload::store_body;
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
 use crate::replication::RowWrite;

@@ -81,3 +81,19 @@ fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
     Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A body the SDK streams from a file goes out as `aws-chunked` with a trailing CRC32
+/// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`), even over plain HTTP.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_file_bodies_round_trip() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("streams").send().await?;
+    let data = test_bytes(2 * CHUNK + 12_345, 7);
+    let path = cluster.dir().join("upload.bin");
+    std::fs::write(&path, &data)?;
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&path).await?;
+    s3.put_object().bucket("streams").key("file").body(body).send().await?;
+    assert!(get(&s3, "streams", "file").await? == data);
+    Ok(())
+}

@@ -516,6 +516,11 @@ impl<T: ControlTransport> ControlPlane<T> {
                 None => LeaderOnly::Later("no leader".into()),
             });
         }
+        // A bootstrapping leader commits its settings right after initialising Raft; admitting
+        // a voter before that could leave the settings uncommittable if the joiner dies.
+        if !self.state.borrow().has_settings() {
+            return Ok(LeaderOnly::Later("cluster settings not initialised yet".into()));
+        }
         let id = node.raft_id;
         let member = ControlNode { node_id: node.node_id.clone(), rpc_addr: node.rpc_addr.clone() };
         let membership = metrics.membership_config.membership().clone();
