@@ -120,8 +120,13 @@ async fn start(
     for i in 1..=config.nodes {
         let id = format!("node-{i}");
         let old_addr = previous.as_ref().and_then(|p| p.nodes.iter().find(|n| n.id == id)).map(|n| n.rpc_addr.clone());
-        let rpc_addr = match old_addr.filter(|addr| port_is_free(addr)) {
-            Some(addr) => addr,
+        // Raft peers know each other by address: a restarted cluster keeps its node ports.
+        let rpc_addr = match old_addr {
+            Some(addr) if port_is_free(&addr) => addr,
+            Some(addr) => {
+                tracing::warn!(node = %id, %addr, "the node's previous address is taken; it gets a new one");
+                format!("127.0.0.1:{}", free_port()?)
+            }
             None => format!("127.0.0.1:{}", free_port()?),
         };
         let data_dir = dir.join(&id);

@@ -74,17 +74,7 @@ impl DevCluster {
     /// Starts `cairn dev` with `nodes` storage nodes on free ports and waits until it is ready.
     pub fn start(nodes: usize) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
-        let log = std::fs::File::create(dir.path().join("dev.log"))?;
-        let dev = Command::new(cairn_binary())
-            .env("RUST_LIB_BACKTRACE", "0")
-            .args(["dev", "--data-dir"])
-            .arg(dir.path().join("cluster"))
-            .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting cairn dev (build it first: cargo build -p cairn-gateway)")?;
+        let dev = spawn_dev(dir.path(), nodes)?;
         let mut cluster = Self { dev, dir, info: placeholder_info(), restarted: Vec::new() };
         let cluster_json = cluster.dir.path().join("cluster/cluster.json");
         let deadline = Instant::now() + STARTUP_DEADLINE;
@@ -97,6 +87,40 @@ impl DevCluster {
                 anyhow::bail!("cairn dev exited with {status}:\n{}", cluster.logs());
             }
             anyhow::ensure!(Instant::now() < deadline, "cairn dev did not come up:\n{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops `cairn dev` with SIGTERM and waits for it; every process it started must be gone.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        kill(Pid::from_raw(self.dev.id() as i32), Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.dev.try_wait()?.is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "cairn dev did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Starts `cairn dev` again on the same directory (after [`DevCluster::stop`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        // cluster.json stays: `cairn dev` reuses the node addresses it records (Raft peers
+        // know each other by address). The new run rewrites it with the new process ids.
+        let cluster_json = self.dir().join("cluster.json");
+        let old_gateway = self.info.gateway_pid;
+        self.dev = spawn_dev(self.dir.path(), self.info.nodes.len())?;
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let current =
+                std::fs::read(&cluster_json).ok().and_then(|b| serde_json::from_slice::<ClusterInfo>(&b).ok());
+            if let Some(info) = current.filter(|info| info.gateway_pid != old_gateway) {
+                self.info = info;
+                return Ok(());
+            }
+            if let Some(status) = self.dev.try_wait()? {
+                anyhow::bail!("cairn dev exited with {status}:\n{}", self.logs());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "cairn dev did not come up:\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -190,6 +214,28 @@ impl Drop for DevCluster {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
+    }
+}
+
+fn spawn_dev(dir: &Path, nodes: usize) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("dev.log"))?;
+    Command::new(cairn_binary())
+        .env("RUST_LIB_BACKTRACE", "0")
+        .args(["dev", "--data-dir"])
+        .arg(dir.join("cluster"))
+        .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting cairn dev (build it first: cargo build -p cairn-gateway)")
+}
+
+/// Whether a process is still running (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

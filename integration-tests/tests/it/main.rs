@@ -2,6 +2,8 @@
 
 mod auth;
 mod buckets;
+mod checksums;
+mod cluster;
 mod faults;
 mod listing;
 mod metadata;
