@@ -33,6 +33,9 @@ pub enum RowKind {
     UploadPart = 3,
     /// The SHA-256 of every chunk of one part of an object version.
     PartManifest = 4,
+    /// The part list of a multipart object version, kept out of the object row so listings
+    /// stay small whatever the part count.
+    PartTable = 5,
 }
 
 /// The index shard of an object key.
@@ -101,7 +104,37 @@ pub fn part_manifest_key(bucket_id: Uuid, shard: u16, chunk_set: Uuid, part_numb
     row
 }
 
-/// A stored object version: everything a GET needs besides the chunk bytes.
+/// Row key of the part table of an object version.
+pub fn part_table_key(bucket_id: Uuid, shard: u16, version_id: Uuid) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::PartTable, bucket_id, shard);
+    row.extend_from_slice(version_id.as_bytes());
+    row
+}
+
+/// Where an object version's parts are listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartList {
+    /// In the object row itself (a single PUT: one part).
+    Inline(Vec<PartRef>),
+    /// In the version's [`PartTable`] row (multipart uploads).
+    Table {
+        /// Number of parts.
+        count: u32,
+    },
+}
+
+/// The parts of a multipart object version, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartTable {
+    /// Encoding version.
+    pub format: u8,
+    /// The parts in order.
+    pub parts: Vec<PartRef>,
+}
+
+/// A stored object version: everything a listing needs, and with its parts everything a GET
+/// needs besides the chunk bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectVersion {
     /// Encoding version.
@@ -122,8 +155,8 @@ pub struct ObjectVersion {
     pub user_metadata: Vec<(String, String)>,
     /// Chunk size the parts were cut with.
     pub chunk_size: u64,
-    /// The parts in order; a single PUT has one part numbered 1.
-    pub parts: Vec<PartRef>,
+    /// The parts, or where they are listed.
+    pub parts: PartList,
 }
 
 /// One part of an object version.
@@ -153,37 +186,72 @@ pub struct ChunkSlice {
 }
 
 impl ObjectVersion {
-    /// The chunk slices that cover `start..end` of the object, in order.
-    pub fn slices(&self, start: u64, end: u64) -> Vec<ChunkSlice> {
-        let mut out = Vec::new();
-        if start >= end {
-            return out;
+    /// Number of parts.
+    pub fn part_count(&self) -> usize {
+        match &self.parts {
+            PartList::Inline(parts) => parts.len(),
+            PartList::Table { count } => *count as usize,
         }
-        let chunk_size = self.chunk_size.max(1);
-        let mut part_start = 0u64;
-        for part in &self.parts {
-            let part_end = part_start + part.size;
-            if part_end > start && part_start < end {
-                let from = start.max(part_start) - part_start;
-                let to = end.min(part_end) - part_start;
-                let mut index = from / chunk_size;
-                while index * chunk_size < to {
-                    let chunk_start = index * chunk_size;
-                    let chunk_len = chunk_size.min(part.size - chunk_start);
-                    let offset = from.max(chunk_start) - chunk_start;
-                    let len = to.min(chunk_start + chunk_len) - chunk_start - offset;
-                    out.push(ChunkSlice {
-                        chunk: ChunkId { chunk_set: part.chunk_set, part: part.number, index: index as u32 },
-                        offset,
-                        len,
-                        chunk_len,
-                    });
-                    index += 1;
+    }
+}
+
+/// The chunk slices that cover `start..end` of an object made of `parts` cut into chunks of
+/// `chunk_size`, in order; computed lazily so a huge object costs no memory up front.
+pub fn slices(parts: Vec<PartRef>, chunk_size: u64, start: u64, end: u64) -> Slices {
+    Slices { parts, chunk_size: chunk_size.max(1), start, end, part: 0, part_start: 0, next_index: None }
+}
+
+/// Iterator returned by [`slices`].
+#[derive(Debug)]
+pub struct Slices {
+    parts: Vec<PartRef>,
+    chunk_size: u64,
+    start: u64,
+    end: u64,
+    part: usize,
+    part_start: u64,
+    /// Next chunk index within the current part, once the part was entered.
+    next_index: Option<u64>,
+}
+
+impl Iterator for Slices {
+    type Item = ChunkSlice;
+
+    fn next(&mut self) -> Option<ChunkSlice> {
+        while self.start < self.end {
+            let part = self.parts.get(self.part)?;
+            let part_end = self.part_start + part.size;
+            if part_end <= self.start || self.part_start >= self.end {
+                if self.part_start >= self.end {
+                    return None;
                 }
+                self.part += 1;
+                self.part_start = part_end;
+                self.next_index = None;
+                continue;
             }
-            part_start = part_end;
+            let from = self.start.max(self.part_start) - self.part_start;
+            let to = self.end.min(part_end) - self.part_start;
+            let index = *self.next_index.get_or_insert(from / self.chunk_size);
+            let chunk_start = index * self.chunk_size;
+            if chunk_start >= to {
+                self.part += 1;
+                self.part_start = part_end;
+                self.next_index = None;
+                continue;
+            }
+            let chunk_len = self.chunk_size.min(part.size - chunk_start);
+            let offset = from.max(chunk_start) - chunk_start;
+            let len = to.min(chunk_start + chunk_len) - chunk_start - offset;
+            self.next_index = Some(index + 1);
+            return Some(ChunkSlice {
+                chunk: ChunkId { chunk_set: part.chunk_set, part: part.number, index: index as u32 },
+                offset,
+                len,
+                chunk_len,
+            });
         }
-        out
+        None
     }
 }
 
@@ -249,49 +317,64 @@ pub fn decode_record<T: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<T, Re
 mod tests {
     use super::*;
 
-    fn version(parts: &[u64], chunk_size: u64) -> ObjectVersion {
-        ObjectVersion {
-            format: RECORD_FORMAT_VERSION,
-            version_id: Uuid::nil(),
-            size: parts.iter().sum(),
-            etag: String::new(),
-            last_modified_ms: 0,
-            content_type: None,
-            headers: vec![],
-            user_metadata: vec![],
-            chunk_size,
-            parts: parts
-                .iter()
-                .enumerate()
-                .map(|(i, &size)| PartRef {
-                    number: i as u32 + 1,
-                    chunk_set: Uuid::from_u128(i as u128 + 1),
-                    size,
-                    etag: String::new(),
-                })
-                .collect(),
-        }
+    fn parts(sizes: &[u64]) -> Vec<PartRef> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| PartRef {
+                number: i as u32 + 1,
+                chunk_set: Uuid::from_u128(i as u128 + 1),
+                size,
+                etag: String::new(),
+            })
+            .collect()
     }
 
     #[test]
     fn slices_cover_exactly_the_range() {
-        let v = version(&[10, 7, 0, 3], 4);
-        for start in 0..=v.size {
-            for end in start..=v.size {
-                let slices = v.slices(start, end);
+        let sizes = [10, 7, 0, 3];
+        let size: u64 = sizes.iter().sum();
+        for start in 0..=size {
+            for end in start..=size {
+                let slices: Vec<ChunkSlice> = slices(parts(&sizes), 4, start, end).collect();
                 let total: u64 = slices.iter().map(|s| s.len).sum();
                 assert_eq!(total, end - start, "{start}..{end}");
                 assert!(slices.iter().all(|s| s.len > 0 && s.offset + s.len <= s.chunk_len && s.chunk_len <= 4));
+                // Consecutive slices continue where the previous one stopped.
+                for pair in slices.windows(2) {
+                    let (a, b) = (&pair[0], &pair[1]);
+                    assert!(a.offset + a.len == a.chunk_len && b.offset == 0, "{start}..{end}: gap between slices");
+                }
             }
         }
-        let all = v.slices(0, v.size);
-        let ids: Vec<(u32, u32)> = all.iter().map(|s| (s.chunk.part, s.chunk.index)).collect();
+        let ids: Vec<(u32, u32)> = slices(parts(&sizes), 4, 0, size).map(|s| (s.chunk.part, s.chunk.index)).collect();
         assert_eq!(ids, vec![(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (4, 0)]);
     }
 
     #[test]
     fn empty_object_has_no_slices() {
-        assert!(version(&[0], 4).slices(0, 0).is_empty());
+        assert_eq!(slices(parts(&[0]), 4, 0, 0).count(), 0);
+        assert_eq!(slices(Vec::new(), 4, 0, 10).count(), 0);
+    }
+
+    #[test]
+    fn object_rows_stay_small_for_multipart_objects() {
+        let version = ObjectVersion {
+            format: RECORD_FORMAT_VERSION,
+            version_id: Uuid::nil(),
+            size: 1,
+            etag: "e-10000".into(),
+            last_modified_ms: 0,
+            content_type: None,
+            headers: vec![],
+            user_metadata: vec![],
+            chunk_size: 4,
+            parts: PartList::Table { count: 10_000 },
+        };
+        assert_eq!(version.part_count(), 10_000);
+        assert!(encode_record(&version).len() < 512);
+        let back: ObjectVersion = decode_record(&encode_record(&version)).unwrap();
+        assert_eq!(back, version);
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::Response;
 use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{self, ObjectVersion, decode_record, index_shard, metadata_placement_key};
+use cairn_storage_node::manifest::{
+    self, ObjectVersion, PartList, PartRef, PartTable, decode_record, index_shard, metadata_placement_key,
+};
 use futures_util::StreamExt;
 use http::StatusCode;
 
@@ -36,6 +38,43 @@ pub async fn read_version(gateway: &Gateway, bucket: &BucketInfo, key: &str) -> 
         }),
         _ => Ok(None),
     }
+}
+
+/// The parts of a version: inline, or from its part table (one more quorum read).
+async fn read_parts(
+    gateway: &Gateway,
+    bucket: &BucketInfo,
+    key: &str,
+    version: &ObjectVersion,
+) -> Result<Vec<PartRef>, S3Error> {
+    let count = match &version.parts {
+        PartList::Inline(parts) => return Ok(parts.clone()),
+        PartList::Table { count } => *count as usize,
+    };
+    let shard = index_shard(key, bucket.index_shards);
+    let row = gateway
+        .replication
+        .get_row(
+            &metadata_placement_key(bucket.bucket_id, shard),
+            &manifest::part_table_key(bucket.bucket_id, shard, version.version_id),
+            bucket.consistency,
+        )
+        .await?;
+    let table: PartTable = match row {
+        Some(row) if !row.tombstone => decode_record(&row.value).map_err(|e| {
+            tracing::error!(error = %e, "undecodable part table");
+            S3Error::InternalError
+        })?,
+        _ => {
+            tracing::error!(version = %version.version_id, "object version without its part table");
+            return Err(S3Error::InternalError);
+        }
+    };
+    if table.parts.len() != count {
+        tracing::error!(version = %version.version_id, "part table does not match the object row");
+        return Err(S3Error::InternalError);
+    }
+    Ok(table.parts)
 }
 
 /// A byte range request, resolved against the object size: `start..end`.
@@ -97,8 +136,9 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     let (start, end) = range.as_ref().map_or((0, version.size), |r| (r.start, r.end));
 
     let body = if with_body && end > start {
+        let parts = read_parts(gateway, &bucket, key, &version).await?;
         let gateway = gateway.clone();
-        let slices = version.slices(start, end);
+        let slices = manifest::slices(parts, version.chunk_size, start, end);
         let mut chunks = Box::pin(
             futures_util::stream::iter(slices)
                 .map(move |slice| {
@@ -160,8 +200,8 @@ pub fn set_object_headers(response: &mut Response, version: &ObjectVersion) {
             response.headers_mut().append(name, value);
         }
     }
-    if version.parts.len() > 1 {
-        set_header(response, "x-amz-mp-parts-count", &version.parts.len().to_string());
+    if let PartList::Table { count } = version.parts {
+        set_header(response, "x-amz-mp-parts-count", &count.to_string());
     }
 }
 

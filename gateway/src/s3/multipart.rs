@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
-    self, ObjectVersion, PartRef, RECORD_FORMAT_VERSION, UploadPartRecord, UploadRecord, decode_record, encode_record,
-    index_shard, metadata_placement_key,
+    self, ObjectVersion, PartList, PartRef, PartTable, RECORD_FORMAT_VERSION, UploadPartRecord, UploadRecord,
+    decode_record, encode_record, index_shard, metadata_placement_key,
 };
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -220,10 +220,17 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         headers: upload.headers,
         user_metadata: upload.user_metadata,
         chunk_size: chunk_size.unwrap_or(1),
-        parts,
+        parts: PartList::Table { count: parts.len() as u32 },
     };
-    // The object and the end of the upload land in one batch on the same replicas.
+    let table = PartTable { format: RECORD_FORMAT_VERSION, parts };
+    // The part table, the object and the end of the upload land in one batch on the same
+    // replicas.
     let rows = vec![
+        RowWrite {
+            key: manifest::part_table_key(target.bucket.bucket_id, target.shard, version.version_id),
+            tombstone: false,
+            value: encode_record(&table),
+        },
         RowWrite {
             key: manifest::object_key(target.bucket.bucket_id, target.shard, &target.key),
             tombstone: false,

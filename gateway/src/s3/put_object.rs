@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::manifest::{
-    self, ObjectVersion, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard, metadata_placement_key,
+    self, ObjectVersion, PartList, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard, metadata_placement_key,
 };
 use http::StatusCode;
 use uuid::Uuid;
@@ -71,7 +71,12 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
         headers,
         user_metadata,
         chunk_size: stored.chunk_size,
-        parts: vec![PartRef { number: 1, chunk_set: stored.chunk_set, size: stored.size, etag: etag.clone() }],
+        parts: PartList::Inline(vec![PartRef {
+            number: 1,
+            chunk_set: stored.chunk_set,
+            size: stored.size,
+            etag: etag.clone(),
+        }]),
     };
     let shard = index_shard(&key, bucket.index_shards);
     let rows = vec![

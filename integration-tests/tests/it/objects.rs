@@ -20,6 +20,27 @@ async fn objects_round_trip_byte_for_byte() -> anyhow::Result<()> {
         assert_eq!(back.len(), len);
         assert!(back == data, "{len} bytes differ: {} vs {}", sha256_hex(&back), sha256_hex(&data));
     }
+
+    // Replication factor 3 on 3 nodes: every node holds a full replica of every chunk.
+    let total: u64 = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 100 * 1024 * 1024].iter().map(|&n| n as u64).sum();
+    let chunks: u64 =
+        [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 100 * 1024 * 1024].iter().map(|n| n.div_ceil(CHUNK) as u64).sum();
+    let nodes = cluster.node_client()?;
+    for node in &cluster.info.nodes {
+        // The replica past the quorum may still be receiving its last chunks.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            let status = nodes.status(&node.rpc_addr).await?;
+            if status.chunk_count >= chunks || std::time::Instant::now() > deadline {
+                break status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.node_id, node.id);
+        assert_eq!(status.chunk_count, chunks, "{} chunk count", node.id);
+        assert!(status.used_bytes >= total, "{} holds {} bytes of {total}", node.id, status.used_bytes);
+        assert!(status.capacity_bytes >= status.free_bytes && status.free_bytes > 0);
+    }
     Ok(())
 }
 
