@@ -157,6 +157,128 @@ pub struct ObjectVersion {
     pub chunk_size: u64,
     /// The parts, or where they are listed.
     pub parts: PartList,
+    /// The flexible checksum recorded for the object (absent on rows written before
+    /// checksums were kept).
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
+}
+
+/// A flexible checksum algorithm of S3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumAlgorithm {
+    /// CRC-32 (ISO-HDLC).
+    Crc32,
+    /// CRC-32C (Castagnoli).
+    Crc32c,
+    /// CRC-64/NVME.
+    Crc64nvme,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// Every algorithm.
+    pub const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64nvme, Self::Sha1, Self::Sha256];
+
+    /// The name S3 uses in `x-amz-checksum-algorithm` and XML (`CRC32`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// The header that carries a value of this algorithm.
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// The XML element that carries a value of this algorithm (`ChecksumCRC32`, ...).
+    pub fn xml_element(self) -> &'static str {
+        match self {
+            Self::Crc32 => "ChecksumCRC32",
+            Self::Crc32c => "ChecksumCRC32C",
+            Self::Crc64nvme => "ChecksumCRC64NVME",
+            Self::Sha1 => "ChecksumSHA1",
+            Self::Sha256 => "ChecksumSHA256",
+        }
+    }
+
+    /// Length of a digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
+    /// Whether whole-object values can be combined from part values (the CRCs).
+    pub fn is_crc(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64nvme)
+    }
+
+    /// Parses an S3 algorithm name, in any case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The algorithm whose header is `name` (lower case).
+    pub fn from_header(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.header() == name)
+    }
+}
+
+/// How a checksum covers an object: its bytes, or the checksums of its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumType {
+    /// The checksum of the whole object's bytes.
+    FullObject,
+    /// The checksum of the concatenated part checksums, reported with `-<part count>`.
+    Composite,
+}
+
+impl ChecksumType {
+    /// The name S3 uses (`FULL_OBJECT`, `COMPOSITE`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FullObject => "FULL_OBJECT",
+            Self::Composite => "COMPOSITE",
+        }
+    }
+
+    /// Parses an S3 checksum type name, in any case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::FullObject, Self::Composite].into_iter().find(|t| t.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// A checksum of an object or a part as S3 reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    /// The algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// Full-object or composite.
+    pub kind: ChecksumType,
+    /// The raw digest, hex.
+    pub value: String,
+    /// For a composite checksum, the number of parts it combines.
+    #[serde(default)]
+    pub parts: u32,
 }
 
 /// One part of an object version.
@@ -272,6 +394,9 @@ pub struct UploadRecord {
     pub headers: Vec<(String, String)>,
     /// `x-amz-meta-*` pairs given at creation.
     pub user_metadata: Vec<(String, String)>,
+    /// The checksum algorithm and type the parts carry (`None`: CRC64NVME, full object).
+    #[serde(default)]
+    pub checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
 }
 
 /// One uploaded part of a multipart upload (a re-upload replaces it).
@@ -285,6 +410,9 @@ pub struct UploadPartRecord {
     pub chunk_size: u64,
     /// When the part was uploaded, in Unix milliseconds.
     pub last_modified_ms: u64,
+    /// The part's checksum in the upload's algorithm.
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
 }
 
 /// The SHA-256 of every chunk of one part, in order: what the scrubber proves.
@@ -352,6 +480,17 @@ mod tests {
     }
 
     #[test]
+    fn checksum_names_round_trip() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            assert_eq!(ChecksumAlgorithm::from_name(&algorithm.name().to_lowercase()), Some(algorithm));
+            assert_eq!(ChecksumAlgorithm::from_header(algorithm.header()), Some(algorithm));
+            assert!(algorithm.xml_element().ends_with(algorithm.name()));
+        }
+        assert_eq!(ChecksumAlgorithm::from_name("MD5"), None);
+        assert_eq!(ChecksumType::from_name("composite"), Some(ChecksumType::Composite));
+    }
+
+    #[test]
     fn empty_object_has_no_slices() {
         assert_eq!(slices(parts(&[0]), 4, 0, 0).count(), 0);
         assert_eq!(slices(Vec::new(), 4, 0, 10).count(), 0);
@@ -370,6 +509,7 @@ mod tests {
             user_metadata: vec![],
             chunk_size: 4,
             parts: PartList::Table { count: 10_000 },
+            checksum: None,
         };
         assert_eq!(version.part_count(), 10_000);
         assert!(encode_record(&version).len() < 512);

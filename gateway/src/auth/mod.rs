@@ -12,7 +12,7 @@ mod canonical;
 pub mod signing;
 mod sigv2;
 mod sigv4;
-mod time;
+pub(crate) mod time;
 
 use std::fmt;
 use std::time::SystemTime;

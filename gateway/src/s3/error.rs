@@ -37,6 +37,9 @@ pub enum S3Error {
     /// The key does not exist.
     #[error("The specified key does not exist.")]
     NoSuchKey,
+    /// The version does not exist (an unversioned bucket holds only `null`).
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
     /// The multipart upload does not exist.
     #[error(
         "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
@@ -60,6 +63,9 @@ pub enum S3Error {
     /// The request is invalid as a whole.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The requested part does not exist.
+    #[error("The requested partnumber is not satisfiable")]
+    InvalidPartNumber,
     /// The requested range cannot be satisfied.
     #[error("The requested range is not satisfiable")]
     InvalidRange,
@@ -89,6 +95,12 @@ pub enum S3Error {
     /// The body does not match the digest the client sent.
     #[error("The Content-MD5 or checksum value that you specified did not match what the server received.")]
     BadDigest,
+    /// `Content-MD5` is not a base64 MD5.
+    #[error("The Content-MD5 you specified was invalid.")]
+    InvalidDigest,
+    /// A condition of the request (`If-Match`, `If-None-Match`, ...) does not hold.
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
     /// `x-amz-content-sha256` does not match the body.
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     XAmzContentSha256Mismatch,
@@ -128,6 +140,7 @@ impl S3Error {
             Self::NoSuchBucket => "NoSuchBucket",
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
+            Self::NoSuchVersion => "NoSuchVersion",
             Self::BucketAlreadyExists => "BucketAlreadyExists",
             Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
             Self::BucketNotEmpty => "BucketNotEmpty",
@@ -135,6 +148,7 @@ impl S3Error {
             Self::InvalidArgument(_) => "InvalidArgument",
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::InvalidRange => "InvalidRange",
+            Self::InvalidPartNumber => "InvalidPartNumber",
             Self::MalformedXml => "MalformedXML",
             Self::KeyTooLongError => "KeyTooLongError",
             Self::MetadataTooLarge => "MetadataTooLarge",
@@ -143,6 +157,8 @@ impl S3Error {
             Self::InvalidPart => "InvalidPart",
             Self::InvalidPartOrder => "InvalidPartOrder",
             Self::BadDigest => "BadDigest",
+            Self::InvalidDigest => "InvalidDigest",
+            Self::PreconditionFailed => "PreconditionFailed",
             Self::XAmzContentSha256Mismatch => "XAmzContentSHA256Mismatch",
             Self::IncompleteBody => "IncompleteBody",
             Self::MissingContentLength => "MissingContentLength",
@@ -161,10 +177,11 @@ impl S3Error {
             | Self::SignatureDoesNotMatch
             | Self::InvalidAccessKeyId
             | Self::RequestTimeTooSkewed => StatusCode::FORBIDDEN,
-            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => StatusCode::NOT_FOUND,
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload | Self::NoSuchVersion => StatusCode::NOT_FOUND,
             Self::BucketAlreadyExists | Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => StatusCode::CONFLICT,
-            Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::InvalidRange | Self::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::SlowDown | Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,

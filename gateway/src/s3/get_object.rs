@@ -5,14 +5,19 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
     self, ObjectVersion, PartList, PartRef, PartTable, decode_record, index_shard, metadata_placement_key,
 };
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use http::StatusCode;
 
+use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
+use super::multipart::MAX_PART_NUMBER;
+use super::put_object::set_checksum_headers;
 use super::{Gateway, S3Request, resolve_bucket, set_header};
 use crate::replication::ReplicationError;
 use crate::timefmt::http_date;
@@ -127,41 +132,112 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
     Ok(Some(range))
 }
 
+/// The bytes `start..end` of a stored version, streamed chunk by chunk with a bounded
+/// look-ahead. The first chunk is read before this returns, so an unreadable object is an
+/// error answer rather than a truncated 200.
+pub async fn object_stream(
+    gateway: &Arc<Gateway>,
+    bucket: &BucketInfo,
+    key: &str,
+    version: &ObjectVersion,
+    start: u64,
+    end: u64,
+) -> Result<BoxStream<'static, Result<Bytes, S3Error>>, S3Error> {
+    if end <= start {
+        return Ok(Box::pin(futures_util::stream::empty()));
+    }
+    let parts = read_parts(gateway, bucket, key, version).await?;
+    let gateway = gateway.clone();
+    let slices = manifest::slices(parts, version.chunk_size, start, end);
+    let mut chunks = Box::pin(
+        futures_util::stream::iter(slices)
+            .map(move |slice| {
+                let gateway = gateway.clone();
+                async move {
+                    let range =
+                        (slice.offset != 0 || slice.len != slice.chunk_len).then_some((slice.offset, slice.len));
+                    let bytes = gateway.replication.read_chunk(slice.chunk, range).await?;
+                    if bytes.len() as u64 != slice.len {
+                        return Err(S3Error::from(ReplicationError::ChunkUnavailable {
+                            chunk: slice.chunk.to_hex(),
+                            last_error: "chunk shorter than its manifest".into(),
+                        }));
+                    }
+                    Ok(bytes)
+                }
+            })
+            .buffered(READ_AHEAD_CHUNKS),
+    );
+    let first = chunks.next().await.transpose()?;
+    Ok(Box::pin(futures_util::stream::iter(first.map(Ok)).chain(chunks)))
+}
+
+/// The byte range of part `number` of a version, and the part count.
+async fn part_range(
+    gateway: &Gateway,
+    bucket: &BucketInfo,
+    key: &str,
+    version: &ObjectVersion,
+    number: u32,
+) -> Result<ByteRange, S3Error> {
+    let parts = read_parts(gateway, bucket, key, version).await?;
+    let mut start = 0;
+    for part in &parts {
+        if part.number == number {
+            return Ok(ByteRange { start, end: start + part.size });
+        }
+        start += part.size;
+    }
+    Err(S3Error::InvalidPartNumber)
+}
+
+/// Query parameters that override a response header of a GET, and the header each sets.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
 /// GetObject (`with_body`) and HeadObject.
 pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: bool) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request)?;
     let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    if request.query.get("versionId").is_some_and(|v| v != "null") {
+        return Err(S3Error::NoSuchVersion);
+    }
     let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
-    let range = parse_range(request.header("range"), version.size)?;
+    match Conditions::of(request, "").evaluate(Some(&version)) {
+        Verdict::Proceed => {}
+        Verdict::PreconditionFailed => return Err(S3Error::PreconditionFailed),
+        Verdict::NotModified => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            set_header(&mut response, "etag", &format!("\"{}\"", version.etag));
+            set_header(&mut response, "last-modified", &http_date(version.last_modified_ms));
+            return Ok(response);
+        }
+    }
+    let part_number = request
+        .query
+        .get("partNumber")
+        .map(|n| n.parse::<u32>().ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or(S3Error::InvalidPartNumber))
+        .transpose()?;
+    let range = match part_number {
+        Some(_) if request.headers.contains_key("range") => {
+            return Err(S3Error::InvalidRequest(
+                "Cannot specify both Range header and partNumber query parameter".into(),
+            ));
+        }
+        Some(number) => Some(part_range(gateway, &bucket, key, &version, number).await?),
+        None => parse_range(request.header("range"), version.size)?,
+    };
     let (start, end) = range.as_ref().map_or((0, version.size), |r| (r.start, r.end));
 
-    let body = if with_body && end > start {
-        let parts = read_parts(gateway, &bucket, key, &version).await?;
-        let gateway = gateway.clone();
-        let slices = manifest::slices(parts, version.chunk_size, start, end);
-        let mut chunks = Box::pin(
-            futures_util::stream::iter(slices)
-                .map(move |slice| {
-                    let gateway = gateway.clone();
-                    async move {
-                        let range =
-                            (slice.offset != 0 || slice.len != slice.chunk_len).then_some((slice.offset, slice.len));
-                        let bytes = gateway.replication.read_chunk(slice.chunk, range).await?;
-                        if bytes.len() as u64 != slice.len {
-                            return Err(ReplicationError::ChunkUnavailable {
-                                chunk: slice.chunk.to_hex(),
-                                last_error: "chunk shorter than its manifest".into(),
-                            });
-                        }
-                        Ok(bytes)
-                    }
-                })
-                .buffered(READ_AHEAD_CHUNKS),
-        );
-        // The first chunk is read before the status goes out, so an unreadable object is an
-        // error answer rather than a truncated 200.
-        let first = chunks.next().await.transpose()?;
-        Body::from_stream(futures_util::stream::iter(first.map(Ok)).chain(chunks))
+    let body = if with_body {
+        Body::from_stream(object_stream(gateway, &bucket, key, &version, start, end).await?)
     } else {
         Body::empty()
     };
@@ -169,7 +245,7 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     let mut response = Response::new(body);
     *response.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
     set_header(&mut response, "content-length", &(end - start).to_string());
-    if range.is_some() {
+    if range.is_some() && end > start {
         set_header(
             &mut response,
             "content-range",
@@ -177,6 +253,18 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
         );
     }
     set_object_headers(&mut response, &version);
+    if part_number.is_some() {
+        set_header(&mut response, "x-amz-mp-parts-count", &version.part_count().to_string());
+    }
+    // S3 reports the checksum only when asked, and only for the whole object.
+    if range.is_none() && request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
+        set_checksum_headers(&mut response, version.checksum.as_ref());
+    }
+    for (parameter, header) in RESPONSE_OVERRIDES {
+        if let Some(value) = request.query.get(parameter) {
+            set_header(&mut response, header, value);
+        }
+    }
     Ok(response)
 }
 

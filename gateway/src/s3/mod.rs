@@ -2,6 +2,10 @@
 
 pub mod aws_chunked;
 pub mod bucket;
+pub mod checksum;
+pub mod conditions;
+pub mod copy;
+pub mod delete;
 pub mod error;
 pub mod get_object;
 pub mod list;
@@ -137,20 +141,23 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
             Method::GET if request.has_query("uploads") => Err(S3Error::NotImplemented("ListMultipartUploads".into())),
             Method::GET => list::list_objects(gateway, &request).await,
-            Method::POST if request.has_query("delete") => Err(S3Error::NotImplemented("DeleteObjects".into())),
+            Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
             _ => Err(S3Error::MethodNotAllowed),
         },
         (Some(_), Some(_)) => match method {
-            Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
-                Err(S3Error::NotImplemented("CopyObject".into()))
+            Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
+                multipart::upload_part_copy(gateway, &request).await
             }
             Method::PUT if request.has_query("uploadId") => multipart::upload_part(gateway, &request, body).await,
+            Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
+                copy::copy_object(gateway, &request).await
+            }
             Method::PUT => put_object::put_object(gateway, &request, body).await,
             Method::GET if request.has_query("uploadId") => Err(S3Error::NotImplemented("ListParts".into())),
             Method::GET => get_object::get_object(gateway, &request, true).await,
             Method::HEAD => get_object::get_object(gateway, &request, false).await,
             Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
-            Method::DELETE => put_object::delete_object(gateway, &request).await,
+            Method::DELETE => delete::delete_object(gateway, &request).await,
             Method::POST if request.has_query("uploads") => multipart::create(gateway, &request).await,
             Method::POST if request.has_query("uploadId") => multipart::complete(gateway, &request, body).await,
             _ => Err(S3Error::MethodNotAllowed),
@@ -175,6 +182,7 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "partNumber",
     "location",
     "delete",
+    "versionId",
     "AWSAccessKeyId",
     "Signature",
     "Expires",

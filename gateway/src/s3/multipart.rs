@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
-    self, ObjectVersion, PartList, PartRef, PartTable, RECORD_FORMAT_VERSION, UploadPartRecord, UploadRecord,
-    decode_record, encode_record, index_shard, metadata_placement_key,
+    self, ChecksumAlgorithm, ChecksumType, ObjectVersion, PartList, PartRef, PartTable, RECORD_FORMAT_VERSION,
+    UploadPartRecord, UploadRecord, decode_record, encode_record, index_shard, metadata_placement_key,
 };
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -16,13 +16,15 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::checksum;
+use super::copy;
 use super::error::S3Error;
 use super::put_object::{ObjectAttributes, object_attributes};
-use super::upload::store_body;
+use super::upload::{StoredBody, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
 use crate::replication::RowWrite;
-use crate::timefmt::now_ms;
+use crate::timefmt::{iso8601, now_ms};
 
 /// Highest part number S3 accepts.
 pub const MAX_PART_NUMBER: u32 = 10_000;
@@ -70,6 +72,7 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
     let bucket = resolve_bucket(gateway, request)?;
     let key = request.key.clone().ok_or(S3Error::NoSuchKey)?;
     let ObjectAttributes { content_type, headers, user_metadata } = object_attributes(request)?;
+    let checksum = requested_checksum(request)?;
     let upload_id = Uuid::now_v7();
     let shard = index_shard(&key, bucket.index_shards);
     let record = UploadRecord {
@@ -80,6 +83,7 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
         content_type,
         headers,
         user_metadata,
+        checksum,
     };
     let row = RowWrite {
         key: manifest::upload_key(bucket.bucket_id, shard, &key, upload_id),
@@ -92,14 +96,53 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
         .await?;
     let mut xml = XmlWriter::new("InitiateMultipartUploadResult");
     xml.element("Bucket", &bucket.name).element("Key", &key).element("UploadId", &upload_id.simple().to_string());
-    Ok(xml_response(xml.finish("InitiateMultipartUploadResult")))
+    let mut response = xml_response(xml.finish("InitiateMultipartUploadResult"));
+    if let Some((algorithm, kind)) = checksum {
+        set_header(&mut response, "x-amz-checksum-algorithm", algorithm.name());
+        set_header(&mut response, "x-amz-checksum-type", kind.name());
+    }
+    Ok(response)
 }
 
-/// UploadPart: the body becomes a chunk set of its own, so a re-upload replaces the part
-/// without touching the chunks of the previous attempt.
-pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
-    let target = target(gateway, request)?;
-    let part_number: u32 = request
+/// The checksum algorithm and type a CreateMultipartUpload asks for.
+fn requested_checksum(request: &S3Request) -> Result<Option<(ChecksumAlgorithm, ChecksumType)>, S3Error> {
+    let kind = request
+        .header("x-amz-checksum-type")
+        .map(|name| {
+            ChecksumType::from_name(name)
+                .ok_or_else(|| S3Error::InvalidRequest(format!("Value for x-amz-checksum-type is invalid: {name}")))
+        })
+        .transpose()?;
+    let Some(name) = request.header("x-amz-checksum-algorithm") else {
+        return match kind {
+            Some(_) => Err(S3Error::InvalidRequest(
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let algorithm = ChecksumAlgorithm::from_name(name)
+        .ok_or_else(|| S3Error::InvalidRequest(format!("Checksum algorithm provided is unsupported: {name}")))?;
+    let kind = kind.unwrap_or(checksum::default_type(algorithm));
+    if !checksum::type_allowed(algorithm, kind) {
+        return Err(S3Error::InvalidRequest(format!(
+            "The {} checksum type cannot be used with the {} checksum algorithm.",
+            kind.name(),
+            algorithm.name()
+        )));
+    }
+    Ok(Some((algorithm, kind)))
+}
+
+/// The algorithm and type an upload's object checksum uses (CRC64NVME over the whole object
+/// when the upload named none, as S3 does).
+fn upload_checksum(upload: &UploadRecord) -> (ChecksumAlgorithm, ChecksumType) {
+    upload.checksum.unwrap_or((ChecksumAlgorithm::Crc64nvme, ChecksumType::FullObject))
+}
+
+/// The part number of an UploadPart or UploadPartCopy.
+fn part_number(request: &S3Request) -> Result<u32, S3Error> {
+    request
         .query
         .get("partNumber")
         .and_then(|n| n.parse().ok())
@@ -108,15 +151,27 @@ pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body
             S3Error::InvalidArgument(format!(
                 "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
             ))
-        })?;
-    read_upload(gateway, &target).await?;
-    let stored = store_body(gateway, &target.bucket, request, body, part_number).await?;
-    let etag = hex::encode(stored.md5);
+        })
+}
+
+/// Records a stored part of an upload (replacing an earlier upload of the same number).
+async fn record_part(
+    gateway: &Gateway,
+    target: &UploadTarget,
+    part_number: u32,
+    stored: &StoredBody,
+) -> Result<UploadPartRecord, S3Error> {
     let record = UploadPartRecord {
         format: RECORD_FORMAT_VERSION,
-        part: PartRef { number: part_number, chunk_set: stored.chunk_set, size: stored.size, etag: etag.clone() },
+        part: PartRef {
+            number: part_number,
+            chunk_set: stored.chunk_set,
+            size: stored.size,
+            etag: hex::encode(stored.md5),
+        },
         chunk_size: stored.chunk_size,
         last_modified_ms: now_ms(),
+        checksum: Some(stored.checksum()),
     };
     let rows = vec![
         RowWrite {
@@ -131,9 +186,63 @@ pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body
         },
     ];
     gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
+    Ok(record)
+}
+
+/// UploadPart: the body becomes a chunk set of its own, so a re-upload replaces the part
+/// without touching the chunks of the previous attempt.
+pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
+    let target = target(gateway, request)?;
+    let part_number = part_number(request)?;
+    let upload = read_upload(gateway, &target).await?;
+    let (algorithm, _) = upload_checksum(&upload);
+    let stored = store_body(gateway, &target.bucket, request, body, part_number, Some(algorithm)).await?;
+    let record = record_part(gateway, &target, part_number, &stored).await?;
     let mut response = StatusCode::OK.into_response();
-    set_header(&mut response, "etag", &format!("\"{etag}\""));
+    set_header(&mut response, "etag", &format!("\"{}\"", record.part.etag));
+    if upload.checksum.is_some() {
+        set_header(&mut response, algorithm.header(), &crate::auth::base64::encode(&stored.checksum.1));
+    }
     Ok(response)
+}
+
+/// UploadPartCopy: a part made of a byte range (`x-amz-copy-source-range`) of another object.
+pub async fn upload_part_copy(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
+    let target = target(gateway, request)?;
+    let part_number = part_number(request)?;
+    let upload = read_upload(gateway, &target).await?;
+    let (algorithm, _) = upload_checksum(&upload);
+    let source = copy::read_source(gateway, request).await?;
+    let size = source.version.size;
+    let (start, end) = match request.header("x-amz-copy-source-range") {
+        None => (0, size),
+        Some(spec) => {
+            let (first, last) = spec
+                .trim()
+                .strip_prefix("bytes=")
+                .and_then(|r| r.split_once('-'))
+                .and_then(|(f, l)| Some((f.trim().parse::<u64>().ok()?, l.trim().parse::<u64>().ok()?)))
+                .filter(|(f, l)| f <= l)
+                .ok_or_else(|| {
+                    S3Error::InvalidArgument(
+                        "The x-amz-copy-source-range value must be of the form bytes=first-last".into(),
+                    )
+                })?;
+            if last >= size {
+                return Err(S3Error::InvalidRange);
+            }
+            (first, last + 1)
+        }
+    };
+    let stored = copy::copy_bytes(gateway, &target.bucket, &source, start, end, part_number, algorithm).await?;
+    let record = record_part(gateway, &target, part_number, &stored).await?;
+    let mut xml = XmlWriter::new("CopyPartResult");
+    xml.element("ETag", &format!("\"{}\"", record.part.etag))
+        .element("LastModified", &iso8601(record.last_modified_ms));
+    if upload.checksum.is_some() {
+        xml.element(algorithm.xml_element(), &crate::auth::base64::encode(&stored.checksum.1));
+    }
+    Ok(xml_response(xml.finish("CopyPartResult")))
 }
 
 #[derive(Deserialize)]
@@ -149,6 +258,29 @@ struct CompletedPart {
     part_number: u32,
     #[serde(rename = "ETag")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    checksum_crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    checksum_crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    checksum_crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    checksum_sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    checksum_sha256: Option<String>,
+}
+
+impl CompletedPart {
+    /// The part checksum the client listed for `algorithm`, if any.
+    fn checksum(&self, algorithm: ChecksumAlgorithm) -> Option<&str> {
+        match algorithm {
+            ChecksumAlgorithm::Crc32 => self.checksum_crc32.as_deref(),
+            ChecksumAlgorithm::Crc32c => self.checksum_crc32c.as_deref(),
+            ChecksumAlgorithm::Crc64nvme => self.checksum_crc64nvme.as_deref(),
+            ChecksumAlgorithm::Sha1 => self.checksum_sha1.as_deref(),
+            ChecksumAlgorithm::Sha256 => self.checksum_sha256.as_deref(),
+        }
+    }
 }
 
 async fn uploaded_parts(gateway: &Gateway, target: &UploadTarget) -> Result<BTreeMap<u32, UploadPartRecord>, S3Error> {
@@ -186,6 +318,8 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
     let upload = read_upload(gateway, &target).await?;
     let uploaded = uploaded_parts(gateway, &target).await?;
 
+    let (algorithm, kind) = upload_checksum(&upload);
+    let mut part_checksums = Vec::with_capacity(listed.part.len());
     let mut parts = Vec::with_capacity(listed.part.len());
     let mut md5s = Md5::new();
     let mut chunk_size = None;
@@ -206,8 +340,30 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
             tracing::error!("parts of one upload were cut with different chunk sizes");
             return Err(S3Error::InternalError);
         }
+        let recorded = record.checksum.as_ref().filter(|c| c.algorithm == algorithm);
+        if let Some(listed_value) = listed_part.checksum(algorithm) {
+            let listed_raw = checksum::parse_value(algorithm, listed_value).map_err(|_| S3Error::InvalidPart)?;
+            if recorded.is_none_or(|c| c.value != hex::encode(&listed_raw)) {
+                return Err(S3Error::InvalidPart);
+            }
+        }
+        if let Some(recorded) = recorded {
+            part_checksums.push((hex::decode(&recorded.value).map_err(|_| S3Error::InternalError)?, record.part.size));
+        }
         md5s.update(hex::decode(&record.part.etag).map_err(|_| S3Error::InternalError)?);
         parts.push(record.part.clone());
+    }
+    // Parts written before checksums were kept leave the object without one.
+    let object_checksum =
+        (part_checksums.len() == parts.len()).then(|| checksum::combine_parts(algorithm, kind, &part_checksums));
+    // A full-object checksum sent with the request is the client's proof of the whole object.
+    if let Some(value) = request.header(algorithm.header())
+        && kind == ChecksumType::FullObject
+    {
+        let claimed = checksum::parse_value(algorithm, value)?;
+        if object_checksum.as_ref().is_none_or(|c| c.value != hex::encode(&claimed)) {
+            return Err(S3Error::BadDigest);
+        }
     }
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
     let version = ObjectVersion {
@@ -221,6 +377,7 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         user_metadata: upload.user_metadata,
         chunk_size: chunk_size.unwrap_or(1),
         parts: PartList::Table { count: parts.len() as u32 },
+        checksum: object_checksum,
     };
     let table = PartTable { format: RECORD_FORMAT_VERSION, parts };
     // The part table, the object and the end of the upload land in one batch on the same
@@ -244,6 +401,10 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         .element("Bucket", &target.bucket.name)
         .element("Key", &target.key)
         .element("ETag", &format!("\"{etag}\""));
+    if let Some(checksum) = &version.checksum {
+        xml.element(checksum.algorithm.xml_element(), &checksum::display_value(checksum))
+            .element("ChecksumType", checksum.kind.name());
+    }
     Ok(xml_response(xml.finish("CompleteMultipartUploadResult")))
 }
 

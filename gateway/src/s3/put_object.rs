@@ -1,17 +1,22 @@
-//! PutObject and DeleteObject, and the object attributes every upload carries.
+//! PutObject, and the object attributes every upload carries.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
-    self, ObjectVersion, PartList, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard, metadata_placement_key,
+    self, Checksum, ObjectVersion, PartList, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard,
+    metadata_placement_key,
 };
 use http::StatusCode;
 use uuid::Uuid;
 
+use super::checksum;
+use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
-use super::upload::store_body;
+use super::get_object::read_version;
+use super::upload::{StoredBody, store_body};
 use super::{Gateway, S3Request, resolve_bucket, set_header};
 use crate::replication::RowWrite;
 use crate::timefmt::now_ms;
@@ -54,12 +59,39 @@ pub fn object_attributes(request: &S3Request) -> Result<ObjectAttributes, S3Erro
     Ok(ObjectAttributes { content_type, headers, user_metadata: user })
 }
 
-/// PutObject.
-pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
-    let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
-    let ObjectAttributes { content_type, headers, user_metadata } = object_attributes(request)?;
-    let stored = store_body(gateway, &bucket, request, body, 1).await?;
+/// Checks the conditions of a write (`If-None-Match: *`, `If-Match: <etag>`) against the
+/// current version. The check precedes the write: two racing conditional writes may both
+/// succeed.
+pub async fn check_write_conditions(
+    gateway: &Gateway,
+    bucket: &BucketInfo,
+    request: &S3Request,
+    key: &str,
+) -> Result<(), S3Error> {
+    let conditions = Conditions::of(request, "");
+    if conditions.is_empty() {
+        return Ok(());
+    }
+    let current = read_version(gateway, bucket, key).await?;
+    if request.headers.contains_key("if-match") && current.is_none() {
+        return Err(S3Error::NoSuchKey);
+    }
+    match conditions.evaluate(current.as_ref()) {
+        Verdict::Proceed => Ok(()),
+        Verdict::NotModified | Verdict::PreconditionFailed => Err(S3Error::PreconditionFailed),
+    }
+}
+
+/// Makes a single-part body visible as the current version of `key`: its chunk manifest and
+/// the object row, in one batch on the index shard's replicas.
+pub async fn commit_single_part(
+    gateway: &Gateway,
+    bucket: &BucketInfo,
+    key: &str,
+    attributes: ObjectAttributes,
+    stored: &StoredBody,
+) -> Result<ObjectVersion, S3Error> {
+    let ObjectAttributes { content_type, headers, user_metadata } = attributes;
     let etag = hex::encode(stored.md5);
     let version = ObjectVersion {
         format: RECORD_FORMAT_VERSION,
@@ -71,14 +103,10 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
         headers,
         user_metadata,
         chunk_size: stored.chunk_size,
-        parts: PartList::Inline(vec![PartRef {
-            number: 1,
-            chunk_set: stored.chunk_set,
-            size: stored.size,
-            etag: etag.clone(),
-        }]),
+        parts: PartList::Inline(vec![PartRef { number: 1, chunk_set: stored.chunk_set, size: stored.size, etag }]),
+        checksum: Some(stored.checksum()),
     };
-    let shard = index_shard(&key, bucket.index_shards);
+    let shard = index_shard(key, bucket.index_shards);
     let rows = vec![
         RowWrite {
             key: manifest::part_manifest_key(bucket.bucket_id, shard, stored.chunk_set, 1),
@@ -86,26 +114,33 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
             value: encode_record(&stored.manifest()),
         },
         RowWrite {
-            key: manifest::object_key(bucket.bucket_id, shard, &key),
+            key: manifest::object_key(bucket.bucket_id, shard, key),
             tombstone: false,
             value: encode_record(&version),
         },
     ];
     gateway.replication.write_rows(&metadata_placement_key(bucket.bucket_id, shard), rows, bucket.consistency).await?;
+    Ok(version)
+}
+
+/// PutObject.
+pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request)?;
+    let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
+    let attributes = object_attributes(request)?;
+    check_write_conditions(gateway, &bucket, request, &key).await?;
+    let stored = store_body(gateway, &bucket, request, body, 1, None).await?;
+    let version = commit_single_part(gateway, &bucket, &key, attributes, &stored).await?;
     let mut response = StatusCode::OK.into_response();
-    set_header(&mut response, "etag", &format!("\"{etag}\""));
+    set_header(&mut response, "etag", &format!("\"{}\"", version.etag));
+    set_checksum_headers(&mut response, version.checksum.as_ref());
     Ok(response)
 }
 
-/// DeleteObject: writes a tombstone (S3 answers 204 whether or not the key existed).
-pub async fn delete_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
-    let key = request.key.as_deref().ok_or(S3Error::InvalidArgument("missing key".into()))?;
-    let shard = index_shard(key, bucket.index_shards);
-    let row = RowWrite { key: manifest::object_key(bucket.bucket_id, shard, key), tombstone: true, value: Vec::new() };
-    gateway
-        .replication
-        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+/// Adds `x-amz-checksum-<algorithm>` and `x-amz-checksum-type` for a stored checksum.
+pub fn set_checksum_headers(response: &mut Response, checksum: Option<&Checksum>) {
+    if let Some(checksum) = checksum {
+        set_header(response, checksum.algorithm.header(), &checksum::display_value(checksum));
+        set_header(response, "x-amz-checksum-type", checksum.kind.name());
+    }
 }

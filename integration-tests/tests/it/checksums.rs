@@ -2,17 +2,22 @@
 
 use std::time::SystemTime;
 
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
     sign,
 };
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use cairn_integration_tests::DevCluster;
+use cairn_integration_tests::{DevCluster, test_bytes};
 use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
 use crate::{error_code, get, sha256_hex};
+
+const MIB: usize = 1024 * 1024;
 
 /// PUTs `sent` to `bucket/key` with a signature that claims `claimed` as the payload.
 async fn put_claiming(
@@ -120,8 +125,8 @@ fn hex_sha256(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// CRC-32 (ISO-HDLC) of `data`, base64 as S3 carries it; computed here independently.
-fn crc32_base64(data: &[u8]) -> String {
+/// CRC-32 (ISO-HDLC) of `data`, computed here independently of Cairn.
+fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
         crc ^= u32::from(byte);
@@ -129,7 +134,12 @@ fn crc32_base64(data: &[u8]) -> String {
             crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
-    let bytes = (!crc).to_be_bytes();
+    !crc
+}
+
+/// CRC-32 of `data`, base64 as S3 carries it.
+fn crc32_base64(data: &[u8]) -> String {
+    let bytes = crc32(data).to_be_bytes();
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let n = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
     let m = u32::from(bytes[3]) << 16;
@@ -142,4 +152,180 @@ fn crc32_base64(data: &[u8]) -> String {
         ALPHABET[(m >> 12) as usize & 63],
     ];
     format!("{}==", String::from_utf8_lossy(&chars))
+}
+
+/// Uploads `data` with the SDK computing `algorithm`, then reads it back asking for checksums;
+/// the SDK itself validates the body against the checksum Cairn returns.
+async fn round_trip_with(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    algorithm: ChecksumAlgorithm,
+    data: &[u8],
+) -> anyhow::Result<GetObjectOutput> {
+    s3.put_object().bucket("flex").key(key).checksum_algorithm(algorithm).body(data.to_vec().into()).send().await?;
+    let out = s3.get_object().bucket("flex").key(key).checksum_mode(ChecksumMode::Enabled).send().await?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flexible_checksums_are_kept_and_returned() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("flex").send().await?;
+    let data = test_bytes(300_001, 7);
+
+    for algorithm in [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ] {
+        let key = algorithm.as_str().to_owned();
+        let out = round_trip_with(&s3, &key, algorithm.clone(), &data).await?;
+        let returned = [
+            out.checksum_crc32(),
+            out.checksum_crc32_c(),
+            out.checksum_crc64_nvme(),
+            out.checksum_sha1(),
+            out.checksum_sha256(),
+        ];
+        assert_eq!(returned.iter().flatten().count(), 1, "{key}: {returned:?}");
+        assert_eq!(out.checksum_type(), Some(&ChecksumType::FullObject), "{key}");
+        assert!(out.body.collect().await?.into_bytes()[..] == data[..], "{key}");
+        // Without checksum mode, no checksum header.
+        let head = s3.head_object().bucket("flex").key(&key).send().await?;
+        assert!(head.checksum_crc32().is_none() && head.checksum_sha256().is_none(), "{key}");
+    }
+    let crc = s3.head_object().bucket("flex").key("CRC32").checksum_mode(ChecksumMode::Enabled).send().await?;
+    assert_eq!(crc.checksum_crc32(), Some(crc32_base64(&data).as_str()));
+
+    // A wrong SHA-256 checksum is refused like a wrong CRC.
+    let err = s3
+        .put_object()
+        .bucket("flex")
+        .key("bad")
+        .checksum_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+        .body(data.clone().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("BadDigest"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("flex").send().await?;
+    let parts_data = [test_bytes(5 * MIB, 1), test_bytes(MIB + 3, 2)];
+    let whole = parts_data.concat();
+
+    // COMPOSITE CRC32: the CRC32 of the concatenated part CRC32s, with "-2".
+    let done = multipart_with(&s3, "composite", ChecksumAlgorithm::Crc32, None, &parts_data).await?;
+    let raw: Vec<u8> = parts_data.iter().flat_map(|p| crc32(p).to_be_bytes()).collect();
+    let expected = format!("{}-2", crc32_base64(&raw));
+    assert_eq!(done.checksum_crc32(), Some(expected.as_str()));
+    assert_eq!(done.checksum_type(), Some(&ChecksumType::Composite));
+    let head = s3.head_object().bucket("flex").key("composite").checksum_mode(ChecksumMode::Enabled).send().await?;
+    assert_eq!(head.checksum_crc32(), Some(expected.as_str()));
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
+
+    // FULL_OBJECT CRC64NVME: the same value a single PUT of the whole bytes gets.
+    let done =
+        multipart_with(&s3, "full", ChecksumAlgorithm::Crc64Nvme, Some(ChecksumType::FullObject), &parts_data).await?;
+    let single = round_trip_with(&s3, "single", ChecksumAlgorithm::Crc64Nvme, &whole).await?;
+    assert!(single.checksum_crc64_nvme().is_some());
+    assert_eq!(done.checksum_crc64_nvme(), single.checksum_crc64_nvme());
+    assert_eq!(done.checksum_type(), Some(&ChecksumType::FullObject));
+    // The SDK validates the whole body against the full-object checksum.
+    let out = s3.get_object().bucket("flex").key("full").checksum_mode(ChecksumMode::Enabled).send().await?;
+    assert!(out.body.collect().await?.into_bytes()[..] == whole[..]);
+
+    // A part checksum listed wrongly at completion is InvalidPart.
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("flex")
+        .key("wrong")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let part = s3
+        .upload_part()
+        .bucket("flex")
+        .key("wrong")
+        .upload_id(upload_id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(parts_data[1].clone().into())
+        .send()
+        .await?;
+    let listed = CompletedPart::builder()
+        .part_number(1)
+        .e_tag(part.e_tag().unwrap_or_default())
+        .checksum_crc32("AAAAAA==")
+        .build();
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("flex")
+        .key("wrong")
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(listed).build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
+    Ok(())
+}
+
+/// A multipart upload of `parts` with `algorithm`, each part's checksum computed by the SDK
+/// and listed at completion.
+async fn multipart_with(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    algorithm: ChecksumAlgorithm,
+    kind: Option<ChecksumType>,
+    parts: &[Vec<u8>],
+) -> anyhow::Result<CompleteMultipartUploadOutput> {
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("flex")
+        .key(key)
+        .checksum_algorithm(algorithm.clone())
+        .set_checksum_type(kind)
+        .send()
+        .await?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let mut completed = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let number = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket("flex")
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(algorithm.clone())
+            .body(data.clone().into())
+            .send()
+            .await?;
+        completed.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(out.e_tag().unwrap_or_default())
+                .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
+                .build(),
+        );
+    }
+    Ok(s3
+        .complete_multipart_upload()
+        .bucket("flex")
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+        .send()
+        .await?)
 }

@@ -4,6 +4,8 @@ mod auth;
 mod buckets;
 mod checksums;
 mod cluster;
+mod conditional;
+mod copy;
 mod faults;
 mod listing;
 mod metadata;
