@@ -36,6 +36,19 @@ pub struct DevConfig {
     pub env_file: Option<PathBuf>,
     /// The `cairn` executable to start children from.
     pub binary: PathBuf,
+    /// An HTTPS listener for the S3 API besides the plain one.
+    pub tls: Option<DevTls>,
+}
+
+/// The HTTPS listener of a local cluster.
+#[derive(Clone, Debug)]
+pub struct DevTls {
+    /// Port (0: any free port).
+    pub port: u16,
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
 }
 
 /// `DIR/cluster.json`: how to reach and restart every part of the local cluster.
@@ -43,6 +56,9 @@ pub struct DevConfig {
 pub struct ClusterFile {
     /// S3 endpoint URL.
     pub s3_endpoint: String,
+    /// S3 endpoint URL over HTTPS, when the cluster has a TLS listener.
+    #[serde(default)]
+    pub s3_tls_endpoint: Option<String>,
     /// Admin endpoint URL.
     pub admin_endpoint: String,
     /// Admin API bearer token.
@@ -178,7 +194,7 @@ async fn start(
     let s3_port = if config.s3_port == 0 { free_port()? } else { config.s3_port };
     let admin_port = if config.admin_port == 0 { free_port()? } else { config.admin_port };
     let node_addrs: Vec<String> = nodes.iter().map(|n| n.rpc_addr.clone()).collect();
-    let gateway_argv = vec![
+    let mut gateway_argv = vec![
         binary,
         "gateway".into(),
         "--s3-listen".into(),
@@ -194,6 +210,21 @@ async fn start(
         "--region".into(),
         DEV_REGION.into(),
     ];
+    let s3_tls_endpoint = match &config.tls {
+        Some(tls) => {
+            let port = if tls.port == 0 { free_port()? } else { tls.port };
+            gateway_argv.extend([
+                "--s3-tls-listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--tls-cert".into(),
+                absolute(&tls.cert_file)?.display().to_string(),
+                "--tls-key".into(),
+                absolute(&tls.key_file)?.display().to_string(),
+            ]);
+            Some(format!("https://localhost:{port}"))
+        }
+        None => None,
+    };
     let gateway = spawn(&gateway_argv, &dir.join("gateway.log"))?;
     let gateway_pid = gateway.id().unwrap_or(0);
     children.push(gateway);
@@ -210,6 +241,7 @@ async fn start(
 
     let file = ClusterFile {
         s3_endpoint: format!("http://127.0.0.1:{s3_port}"),
+        s3_tls_endpoint,
         admin_endpoint,
         admin_token,
         region: DEV_REGION.into(),
@@ -236,6 +268,9 @@ async fn start(
     {
         println!("Cairn is running: {} storage nodes and a gateway in {}", file.nodes.len(), dir.display());
         println!("  S3 endpoint:       {}", file.s3_endpoint);
+        if let Some(endpoint) = &file.s3_tls_endpoint {
+            println!("  S3 over HTTPS:     {endpoint}");
+        }
         println!("  region:            {}", file.region);
         println!("  access key id:     {}", file.access_key_id);
         println!("  secret access key: {}", file.secret_access_key);
@@ -244,6 +279,10 @@ async fn start(
         println!("Press Ctrl-C to stop.");
     }
     Ok(())
+}
+
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
 }
 
 async fn wait_for<T, F, Fut>(deadline: tokio::time::Instant, what: &str, mut probe: F) -> anyhow::Result<T>

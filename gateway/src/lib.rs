@@ -9,6 +9,7 @@ pub mod replication;
 pub mod s3;
 pub mod server;
 pub mod timefmt;
+pub mod tls;
 
 /// Reads a secret from a file, trimming the trailing newline.
 pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {

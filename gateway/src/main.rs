@@ -126,9 +126,24 @@ struct GatewayArgs {
     /// Region reported to S3 clients.
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
     region: String,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
+    #[arg(long, env = "CAIRN_S3_TLS_LISTEN")]
+    s3_tls_listen: Option<SocketAddr>,
     /// Exit when the parent process exits (used by `cairn dev`).
     #[arg(long)]
     exit_with_parent: bool,
+}
+
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain of the HTTPS listener.
+    #[arg(long, env = "CAIRN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listener.
+    #[arg(long, env = "CAIRN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -148,6 +163,11 @@ struct DevArgs {
     /// Write shell exports of the endpoint and credentials to this file.
     #[arg(long)]
     env_file: Option<PathBuf>,
+    /// Also serve S3 over HTTPS on this port (0 picks a free one), with --tls-cert and --tls-key.
+    #[arg(long)]
+    s3_tls_port: Option<u16>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +284,13 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 secret: args.secret.load()?,
                 region: args.region,
                 admin_token,
+                tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
+                    (Some(listen), Some(cert_file), Some(key_file)) => {
+                        Some(server::TlsListenerConfig { listen, cert_file, key_file })
+                    }
+                    (None, None, None) => None,
+                    _ => anyhow::bail!("--s3-tls-listen, --tls-cert and --tls-key go together"),
+                },
             };
             server::run(config, stop_signal(args.exit_with_parent)).await
         }
@@ -275,6 +302,11 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 admin_port: args.admin_port,
                 env_file: args.env_file,
                 binary: std::env::current_exe()?,
+                tls: match (args.s3_tls_port, args.tls.tls_cert, args.tls.tls_key) {
+                    (Some(port), Some(cert_file), Some(key_file)) => Some(dev::DevTls { port, cert_file, key_file }),
+                    (None, None, None) => None,
+                    _ => anyhow::bail!("--s3-tls-port, --tls-cert and --tls-key go together"),
+                },
             })
             .await
         }

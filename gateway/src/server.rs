@@ -30,6 +30,19 @@ pub struct GatewayConfig {
     pub region: String,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// An HTTPS listener for the S3 API besides the plain one.
+    pub tls: Option<TlsListenerConfig>,
+}
+
+/// Where and with what certificate the S3 API also listens over TLS.
+#[derive(Clone, Debug)]
+pub struct TlsListenerConfig {
+    /// Address of the HTTPS listener.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key.
+    pub key_file: std::path::PathBuf,
 }
 
 /// Runs a gateway until `shutdown` resolves.
@@ -44,6 +57,15 @@ pub async fn run(
     let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding {}", config.admin_listen))?;
+    let tls = match &config.tls {
+        Some(tls) => {
+            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file)?;
+            let listener =
+                tokio::net::TcpListener::bind(tls.listen).await.with_context(|| format!("binding {}", tls.listen))?;
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
     let cluster =
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
     let gateway = Gateway::new(
@@ -64,9 +86,17 @@ pub async fn run(
         s3_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        s3_app,
+        s3_app.clone(),
     )
     .with_graceful_shutdown(stopped());
+    let https = match tls {
+        Some((listener, acceptor)) => {
+            tracing::info!(s3_tls = %listener.local_addr()?, "gateway listening over TLS");
+            let serving = crate::tls::serve(listener, acceptor, s3_app.clone(), stopped());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let admin_app = crate::admin::router(gateway, config.admin_token.clone());
     let admin = axum::serve(admin_listener, admin_app).with_graceful_shutdown(stopped());
     let s3 = tokio::spawn(async move { s3.await });
@@ -75,5 +105,8 @@ pub async fn run(
     let _ = stop_tx.send(true);
     s3.await??;
     admin.await??;
+    if let Some(https) = https {
+        https.await??;
+    }
     Ok(())
 }

@@ -19,6 +19,9 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
 pub struct ClusterInfo {
     /// S3 endpoint URL.
     pub s3_endpoint: String,
+    /// S3 endpoint URL over HTTPS, when started with TLS.
+    #[serde(default)]
+    pub s3_tls_endpoint: Option<String>,
     /// Admin endpoint URL.
     pub admin_endpoint: String,
     /// Admin API token.
@@ -68,14 +71,52 @@ pub struct DevCluster {
     /// What `cairn dev` wrote to `cluster.json`.
     pub info: ClusterInfo,
     restarted: Vec<Child>,
+    extra_args: Vec<String>,
 }
 
 impl DevCluster {
     /// Starts `cairn dev` with `nodes` storage nodes on free ports and waits until it is ready.
     pub fn start(nodes: usize) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
-        let dev = spawn_dev(dir.path(), nodes)?;
-        let mut cluster = Self { dev, dir, info: placeholder_info(), restarted: Vec::new() };
+        Self::start_in(dir, nodes, Vec::new())
+    }
+
+    /// Like [`DevCluster::start`], with an HTTPS listener too, whose self-signed certificate
+    /// (for `localhost` and 127.0.0.1) is [`DevCluster::tls_certificate`].
+    pub fn start_with_tls(nodes: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
+        let (cert, key) = (dir.path().join("tls-cert.pem"), dir.path().join("tls-key.pem"));
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running openssl to make a test certificate")?;
+        anyhow::ensure!(status.success(), "openssl failed to make a test certificate");
+        let args = vec![
+            "--s3-tls-port".into(),
+            "0".into(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ];
+        Self::start_in(dir, nodes, args)
+    }
+
+    /// The PEM certificate of the HTTPS listener (see [`DevCluster::start_with_tls`]).
+    pub fn tls_certificate(&self) -> PathBuf {
+        self.dir.path().join("tls-cert.pem")
+    }
+
+    fn start_in(dir: tempfile::TempDir, nodes: usize, extra_args: Vec<String>) -> anyhow::Result<Self> {
+        let dev = spawn_dev(dir.path(), nodes, &extra_args)?;
+        let mut cluster = Self { dev, dir, info: placeholder_info(), restarted: Vec::new(), extra_args };
         let cluster_json = cluster.dir.path().join("cluster/cluster.json");
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
@@ -108,7 +149,7 @@ impl DevCluster {
         // know each other by address). The new run rewrites it with the new process ids.
         let cluster_json = self.dir().join("cluster.json");
         let old_gateway = self.info.gateway_pid;
-        self.dev = spawn_dev(self.dir.path(), self.info.nodes.len())?;
+        self.dev = spawn_dev(self.dir.path(), self.info.nodes.len(), &self.extra_args)?;
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
             let current =
@@ -217,13 +258,14 @@ impl Drop for DevCluster {
     }
 }
 
-fn spawn_dev(dir: &Path, nodes: usize) -> anyhow::Result<Child> {
+fn spawn_dev(dir: &Path, nodes: usize, extra_args: &[String]) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("dev.log"))?;
     Command::new(cairn_binary())
         .env("RUST_LIB_BACKTRACE", "0")
         .args(["dev", "--data-dir"])
         .arg(dir.join("cluster"))
         .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -242,6 +284,7 @@ pub fn process_alive(pid: u32) -> bool {
 fn placeholder_info() -> ClusterInfo {
     ClusterInfo {
         s3_endpoint: String::new(),
+        s3_tls_endpoint: None,
         admin_endpoint: String::new(),
         admin_token: String::new(),
         region: String::new(),

@@ -153,7 +153,7 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
                 copy::copy_object(gateway, &request).await
             }
             Method::PUT => put_object::put_object(gateway, &request, body).await,
-            Method::GET if request.has_query("uploadId") => Err(S3Error::NotImplemented("ListParts".into())),
+            Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
             Method::GET => get_object::get_object(gateway, &request, true).await,
             Method::HEAD => get_object::get_object(gateway, &request, false).await,
             Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
@@ -180,6 +180,8 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "uploads",
     "uploadId",
     "partNumber",
+    "max-parts",
+    "part-number-marker",
     "location",
     "delete",
     "versionId",

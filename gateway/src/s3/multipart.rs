@@ -32,6 +32,8 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// Part rows read per scan while completing.
 const PART_SCAN_ROWS: usize = 1000;
+/// Most parts one ListParts page returns.
+pub const MAX_LIST_PARTS: usize = 1000;
 
 struct UploadTarget {
     bucket: BucketInfo,
@@ -415,4 +417,73 @@ pub async fn abort(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respon
     let row = RowWrite { key: target.upload_row_key(), tombstone: true, value: Vec::new() };
     gateway.replication.write_rows(&target.placement(), vec![row], target.bucket.consistency).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// ListParts: one page of the uploaded parts, in part-number order.
+pub async fn list_parts(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
+    let target = target(gateway, request)?;
+    let number_query = |name: &str| -> Result<Option<usize>, S3Error> {
+        request
+            .query
+            .get(name)
+            .map(|v| v.parse::<usize>().map_err(|_| S3Error::InvalidArgument(format!("{name} must be an integer"))))
+            .transpose()
+    };
+    let max_parts = number_query("max-parts")?.unwrap_or(MAX_LIST_PARTS).min(MAX_LIST_PARTS);
+    let marker = number_query("part-number-marker")?.unwrap_or(0).min(MAX_PART_NUMBER as usize) as u32;
+    let upload = read_upload(gateway, &target).await?;
+    let prefix = manifest::upload_part_prefix(target.bucket.bucket_id, target.shard, target.upload_id);
+    let after = manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, marker);
+    let mut parts = Vec::new();
+    let mut cursor = Some(after);
+    let mut truncated = false;
+    // Tombstoned rows do not count, so a page may take more than one scan.
+    while let Some(after) = cursor.take() {
+        let (rows, more) = gateway
+            .replication
+            .scan_rows(&target.placement(), &prefix, Some(&after), PART_SCAN_ROWS, target.bucket.consistency)
+            .await?;
+        for row in &rows {
+            if row.tombstone {
+                continue;
+            }
+            if parts.len() == max_parts {
+                truncated = true;
+                break;
+            }
+            parts.push(decode_record::<UploadPartRecord>(&row.value).map_err(|_| S3Error::InternalError)?);
+        }
+        if !truncated && more {
+            cursor = rows.last().map(|r| r.key.clone());
+        }
+    }
+
+    let owner = &target.bucket.owner_key;
+    let mut xml = XmlWriter::new("ListPartsResult");
+    xml.element("Bucket", &target.bucket.name)
+        .element("Key", &target.key)
+        .element("UploadId", &target.upload_id.simple().to_string());
+    for role in ["Initiator", "Owner"] {
+        xml.open(role).element("ID", owner).element("DisplayName", owner).close(role);
+    }
+    xml.element("StorageClass", "STANDARD")
+        .element("PartNumberMarker", &marker.to_string())
+        .element("NextPartNumberMarker", &parts.last().map_or(marker, |p| p.part.number).to_string())
+        .element("MaxParts", &max_parts.to_string())
+        .element("IsTruncated", if truncated { "true" } else { "false" });
+    for record in &parts {
+        xml.open("Part")
+            .element("PartNumber", &record.part.number.to_string())
+            .element("LastModified", &iso8601(record.last_modified_ms))
+            .element("ETag", &format!("\"{}\"", record.part.etag))
+            .element("Size", &record.part.size.to_string());
+        if let Some(checksum) = record.checksum.as_ref().filter(|_| upload.checksum.is_some()) {
+            xml.element(checksum.algorithm.xml_element(), &checksum::display_value(checksum));
+        }
+        xml.close("Part");
+    }
+    if let Some((algorithm, kind)) = upload.checksum {
+        xml.element("ChecksumAlgorithm", algorithm.name()).element("ChecksumType", kind.name());
+    }
+    Ok(xml_response(xml.finish("ListPartsResult")))
 }

@@ -11,6 +11,7 @@ mod listing;
 mod metadata;
 mod multipart;
 mod objects;
+mod python_clients;
 
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};

@@ -34,6 +34,21 @@ async fn multipart_upload_complete_and_abort() -> anyhow::Result<()> {
         whole.extend_from_slice(&data);
         parts.push(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap_or_default()).build());
     }
+    // ListParts shows each part once (the re-upload replaced part 2), a page at a time.
+    let listed = s3.list_parts().bucket("parts").key("big").upload_id(&upload_id).send().await?;
+    let numbers: Vec<i32> = listed.parts().iter().filter_map(|p| p.part_number()).collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    let etags: Vec<&str> = listed.parts().iter().filter_map(|p| p.e_tag()).collect();
+    let expected: Vec<&str> = parts.iter().filter_map(|p| p.e_tag()).collect();
+    assert_eq!(etags, expected);
+    assert_eq!(listed.parts()[1].size(), Some(sizes[1] as i64));
+    let page = s3.list_parts().bucket("parts").key("big").upload_id(&upload_id).max_parts(2).send().await?;
+    assert_eq!(page.is_truncated(), Some(true));
+    assert_eq!(page.next_part_number_marker(), Some("2"));
+    let rest = s3.list_parts().bucket("parts").key("big").upload_id(&upload_id).part_number_marker("2").send().await?;
+    assert_eq!(rest.parts().iter().filter_map(|p| p.part_number()).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(rest.is_truncated(), Some(false));
+
     let done = s3
         .complete_multipart_upload()
         .bucket("parts")
