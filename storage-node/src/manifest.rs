@@ -74,10 +74,21 @@ pub fn object_key(bucket_id: Uuid, shard: u16, key: &str) -> Vec<u8> {
 /// Length of the fixed part of object row keys; the object key follows.
 pub const OBJECT_KEY_HEADER_LEN: usize = 19;
 
+/// Ends the object key inside an upload row key, so uploads sort by key first ("a" before
+/// "ab") and then by upload id (UUIDv7: initiation order).
+pub const UPLOAD_KEY_TERMINATOR: u8 = 0x00;
+
+/// Prefix of the upload rows of one shard whose keys start with `key_prefix`.
+pub fn upload_prefix(bucket_id: Uuid, shard: u16, key_prefix: &str) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::Upload, bucket_id, shard);
+    row.extend_from_slice(key_prefix.as_bytes());
+    row
+}
+
 /// Row key of a multipart upload: sorted by object key, then upload id.
 pub fn upload_key(bucket_id: Uuid, shard: u16, key: &str, upload_id: Uuid) -> Vec<u8> {
-    let mut row = shard_prefix(RowKind::Upload, bucket_id, shard);
-    row.extend_from_slice(key.as_bytes());
+    let mut row = upload_prefix(bucket_id, shard, key);
+    row.push(UPLOAD_KEY_TERMINATOR);
     row.extend_from_slice(upload_id.as_bytes());
     row
 }

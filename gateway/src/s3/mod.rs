@@ -12,6 +12,7 @@ pub mod list;
 pub mod multipart;
 pub mod put_object;
 pub mod upload;
+pub mod uploads;
 pub mod xml;
 
 use std::collections::BTreeMap;
@@ -139,7 +140,7 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             Method::HEAD => bucket::head_bucket(gateway, &request),
             Method::DELETE => bucket::delete_bucket(gateway, &request).await,
             Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
-            Method::GET if request.has_query("uploads") => Err(S3Error::NotImplemented("ListMultipartUploads".into())),
+            Method::GET if request.has_query("uploads") => uploads::list_uploads(gateway, &request).await,
             Method::GET => list::list_objects(gateway, &request).await,
             Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
             _ => Err(S3Error::MethodNotAllowed),
@@ -181,6 +182,9 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "uploadId",
     "partNumber",
     "max-parts",
+    "max-uploads",
+    "key-marker",
+    "upload-id-marker",
     "part-number-marker",
     "location",
     "delete",

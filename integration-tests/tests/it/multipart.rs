@@ -124,3 +124,59 @@ async fn multipart_upload_complete_and_abort() -> anyhow::Result<()> {
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchKey"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_multipart_uploads_pages_by_key_then_initiation() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("uploads").send().await?;
+    // "a" sorts before "ab"; "a" has two uploads, listed in initiation order.
+    let mut expected = Vec::new();
+    for key in ["a", "a", "ab", "dir/x", "dir/y", "z"] {
+        let out = s3.create_multipart_upload().bucket("uploads").key(key).send().await?;
+        expected.push((key.to_owned(), out.upload_id().unwrap_or_default().to_owned()));
+    }
+    let all = s3.list_multipart_uploads().bucket("uploads").send().await?;
+    let listed: Vec<(String, String)> = all
+        .uploads()
+        .iter()
+        .map(|u| (u.key().unwrap_or_default().to_owned(), u.upload_id().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(listed, expected);
+
+    // Pages of two, following NextKeyMarker / NextUploadIdMarker.
+    let mut paged = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_multipart_uploads()
+            .bucket("uploads")
+            .max_uploads(2)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await?;
+        paged.extend(page.uploads().iter().map(|u| u.upload_id().unwrap_or_default().to_owned()));
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        assert!(paged.len() <= expected.len(), "paging does not end");
+    }
+    assert_eq!(paged, expected.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>());
+
+    // Delimiter and prefix.
+    let rolled = s3.list_multipart_uploads().bucket("uploads").delimiter("/").send().await?;
+    let prefixes: Vec<&str> = rolled.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    assert_eq!(prefixes, vec!["dir/"]);
+    assert_eq!(rolled.uploads().len(), 4);
+    let under = s3.list_multipart_uploads().bucket("uploads").prefix("dir/").send().await?;
+    assert_eq!(under.uploads().iter().filter_map(|u| u.key()).collect::<Vec<_>>(), vec!["dir/x", "dir/y"]);
+
+    // Completed and aborted uploads leave the listing.
+    s3.abort_multipart_upload().bucket("uploads").key("z").upload_id(&expected[5].1).send().await?;
+    let after = s3.list_multipart_uploads().bucket("uploads").prefix("z").send().await?;
+    assert!(after.uploads().is_empty());
+    Ok(())
+}
