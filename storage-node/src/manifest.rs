@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::chunk_store::ChunkId;
+use crate::control::CannedAcl;
 use crate::placement::stable_hash;
 
 /// Version of the JSON encoding of every record below.
@@ -172,6 +173,9 @@ pub struct ObjectVersion {
     /// checksums were kept).
     #[serde(default)]
     pub checksum: Option<Checksum>,
+    /// Who besides the bucket owner may read the object.
+    #[serde(default)]
+    pub acl: CannedAcl,
 }
 
 /// A flexible checksum algorithm of S3.
@@ -408,6 +412,9 @@ pub struct UploadRecord {
     /// The checksum algorithm and type the parts carry (`None`: CRC64NVME, full object).
     #[serde(default)]
     pub checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
+    /// The ACL the completed object gets.
+    #[serde(default)]
+    pub acl: CannedAcl,
 }
 
 /// One uploaded part of a multipart upload (a re-upload replaces it).
@@ -521,6 +528,7 @@ mod tests {
             chunk_size: 4,
             parts: PartList::Table { count: 10_000 },
             checksum: None,
+            acl: CannedAcl::Private,
         };
         assert_eq!(version.part_count(), 10_000);
         assert!(encode_record(&version).len() < 512);

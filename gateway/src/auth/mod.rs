@@ -83,6 +83,8 @@ pub enum SignatureVersion {
     V2Header,
     /// SigV2 presigned query parameters.
     V2Presigned,
+    /// Not signed at all: an anonymous request.
+    Anonymous,
 }
 
 /// The identity and body promise of a request whose signature verified.
@@ -96,6 +98,23 @@ pub struct Authenticated {
     pub region: Option<String>,
     /// How the request was signed.
     pub version: SignatureVersion,
+}
+
+impl Authenticated {
+    /// The identity of a request that carries no signature.
+    pub fn anonymous() -> Self {
+        Self {
+            access_key_id: String::new(),
+            payload: PayloadHash::Unsigned,
+            region: None,
+            version: SignatureVersion::Anonymous,
+        }
+    }
+
+    /// Whether the request is anonymous.
+    pub fn is_anonymous(&self) -> bool {
+        self.version == SignatureVersion::Anonymous
+    }
 }
 
 /// Why a request failed authentication. Messages are the ones S3 sends.

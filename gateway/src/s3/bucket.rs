@@ -8,10 +8,11 @@ use cairn_storage_node::manifest::DEFAULT_INDEX_SHARDS;
 use http::StatusCode;
 use uuid::Uuid;
 
+use super::access::{Access, check_signed, requested_acl, resolve_bucket};
 use super::error::S3Error;
 use super::list::list_page;
 use super::xml::{DECLARATION, NAMESPACE, XmlWriter};
-use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
+use super::{Gateway, S3Request, set_header, xml_response};
 use crate::timefmt::{iso8601, now_ms};
 
 /// The region whose CreateBucket answers 200 for a bucket the caller already owns.
@@ -32,14 +33,15 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
         && !name.ends_with("-s3alias")
 }
 
-/// ListBuckets.
+/// ListBuckets: the buckets the requester owns.
 pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    check_signed(request)?;
     let state = gateway.state();
     let owner = &request.auth.access_key_id;
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
     xml.open("Buckets");
-    for bucket in state.buckets.values() {
+    for bucket in state.buckets.values().filter(|b| b.owner_key == *owner) {
         xml.open("Bucket")
             .element("Name", &bucket.name)
             .element("CreationDate", &iso8601(bucket.created_ms))
@@ -55,6 +57,8 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
     if !is_valid_bucket_name(&name) {
         return Err(S3Error::InvalidBucketName);
     }
+    check_signed(request)?;
+    let acl = requested_acl(request)?;
     let owner = request.auth.access_key_id.clone();
     let command = Command::CreateBucket {
         name: name.clone(),
@@ -63,6 +67,7 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
         consistency: Consistency::Quorum,
         index_shards: DEFAULT_INDEX_SHARDS,
         created_ms: now_ms(),
+        acl,
     };
     let result =
         gateway.replication.cluster().command(&command, |s| s.buckets.contains_key(&name)).await.map_err(|e| {
@@ -89,7 +94,7 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
 
 /// HeadBucket.
 pub fn head_bucket(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
-    resolve_bucket(gateway, request)?;
+    resolve_bucket(gateway, request, Access::Read)?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "x-amz-bucket-region", &gateway.config.region);
     Ok(response)
@@ -97,7 +102,7 @@ pub fn head_bucket(gateway: &Gateway, request: &S3Request) -> Result<Response, S
 
 /// GetBucketLocation.
 pub fn get_bucket_location(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
-    resolve_bucket(gateway, request)?;
+    resolve_bucket(gateway, request, Access::Read)?;
     let region = &gateway.config.region;
     // S3 answers an empty constraint for us-east-1.
     let constraint = if region == LEGACY_REGION { String::new() } else { region.clone() };
@@ -110,7 +115,7 @@ pub fn get_bucket_location(gateway: &Gateway, request: &S3Request) -> Result<Res
 
 /// DeleteBucket: only an empty bucket.
 pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
     let page = list_page(gateway, &bucket, "", None, None, 1).await?;
     if !page.entries.is_empty() {
         return Err(S3Error::BucketNotEmpty);

@@ -98,6 +98,7 @@ mod tests {
             chunk_size: 1,
             parts: cairn_storage_node::manifest::PartList::Inline(vec![]),
             checksum: None,
+            acl: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{ChecksumAlgorithm, ChecksumType, ObjectVersion};
 use percent_encoding::percent_decode_str;
 
+use super::access::{Access, check_object_read, requested_acl, resolve_bucket};
 use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
@@ -15,7 +16,7 @@ use super::get_object::{object_stream, read_version};
 use super::put_object::{ObjectAttributes, check_write_conditions, commit_single_part, object_attributes};
 use super::upload::{Expected, Payload, StoredBody, store_payload};
 use super::xml::XmlWriter;
-use super::{Gateway, S3Request, resolve_bucket, xml_response};
+use super::{Gateway, S3Request, xml_response};
 use crate::timefmt::iso8601;
 
 /// The object a copy reads.
@@ -46,6 +47,7 @@ pub async fn read_source(gateway: &Gateway, request: &S3Request) -> Result<CopyS
     })?;
     let bucket = gateway.replication.cluster().bucket(bucket_name).ok_or(S3Error::NoSuchBucket)?;
     let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    check_object_read(&bucket, &version, request)?;
     // S3 answers 412 to every failed copy-source condition, 304 included.
     if Conditions::of(request, "x-amz-copy-source-").evaluate(Some(&version)) != Verdict::Proceed {
         return Err(S3Error::PreconditionFailed);
@@ -101,12 +103,14 @@ pub fn copied_attributes(request: &S3Request, source: &CopySource) -> Result<Obj
         content_type: source.version.content_type.clone(),
         headers: source.version.headers.clone(),
         user_metadata: source.version.user_metadata.clone(),
+        // The ACL is never copied: the new object gets the one the request asks for.
+        acl: requested_acl(request)?,
     })
 }
 
 /// CopyObject.
 pub async fn copy_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let source = read_source(gateway, request).await?;
     let attributes = copied_attributes(request, &source)?;

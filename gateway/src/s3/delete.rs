@@ -12,10 +12,11 @@ use futures_util::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
 
+use super::access::{Access, resolve_bucket};
 use super::error::S3Error;
 use super::upload::read_small_body;
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
-use super::{Gateway, MAX_KEY_BYTES, S3Request, resolve_bucket, xml_response};
+use super::{Gateway, MAX_KEY_BYTES, S3Request, xml_response};
 use crate::replication::RowWrite;
 
 /// Most keys one DeleteObjects request may name.
@@ -39,7 +40,7 @@ async fn delete_keys(gateway: &Gateway, bucket: &BucketInfo, shard: u16, keys: &
 
 /// DeleteObject: S3 answers 204 whether or not the key existed.
 pub async fn delete_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     delete_keys(gateway, &bucket, index_shard(&key, bucket.index_shards), &[key]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -64,7 +65,7 @@ struct ObjectIdentifier {
 /// DeleteObjects: one batch of tombstones per index shard; a shard that fails reports an
 /// error for each of its keys, and the others still succeed.
 pub async fn delete_objects(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let has_digest = request.headers.contains_key("content-md5")
         || request.headers.keys().any(|name| name.as_str().starts_with("x-amz-checksum-"))
         || request.headers.contains_key("x-amz-trailer");

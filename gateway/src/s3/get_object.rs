@@ -14,11 +14,12 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::StatusCode;
 
+use super::access::{Access, check_object_read, is_owner, resolve_bucket};
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::multipart::MAX_PART_NUMBER;
 use super::put_object::set_checksum_headers;
-use super::{Gateway, S3Request, resolve_bucket, set_header};
+use super::{Gateway, S3Request, set_header};
 use crate::replication::ReplicationError;
 use crate::timefmt::http_date;
 
@@ -203,12 +204,23 @@ const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
 
 /// GetObject (`with_body`) and HeadObject.
 pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: bool) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::ReadObject)?;
     let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
     if request.query.get("versionId").is_some_and(|v| v != "null") {
         return Err(S3Error::NoSuchVersion);
     }
-    let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    let version = read_version(gateway, &bucket, key).await?;
+    // Whether a key exists is not told to those who may not read it.
+    let version = match version {
+        Some(version) => {
+            check_object_read(&bucket, &version, request)?;
+            version
+        }
+        None if is_owner(&bucket, request) || bucket.acl.grants_read(request.auth.is_anonymous()) => {
+            return Err(S3Error::NoSuchKey);
+        }
+        None => return Err(S3Error::AccessDenied("Access Denied".into())),
+    };
     match Conditions::of(request, "").evaluate(Some(&version)) {
         Verdict::Proceed => {}
         Verdict::PreconditionFailed => return Err(S3Error::PreconditionFailed),

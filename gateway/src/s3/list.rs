@@ -7,9 +7,10 @@ use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{self, OBJECT_KEY_HEADER_LEN, ObjectVersion, decode_record, metadata_placement_key};
 use cairn_storage_node::meta_store::Row;
 
+use super::access::{Access, resolve_bucket};
 use super::error::S3Error;
 use super::xml::XmlWriter;
-use super::{Gateway, MAX_KEY_BYTES, S3Request, resolve_bucket, xml_response};
+use super::{Gateway, MAX_KEY_BYTES, S3Request, xml_response};
 use crate::timefmt::iso8601;
 
 /// Most keys one listing page returns.
@@ -167,7 +168,7 @@ pub fn url_encode(text: &str) -> String {
 
 /// ListObjectsV2 (`list-type=2`) and ListObjects (v1).
 pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let v2 = request.query.get("list-type").map(String::as_str) == Some("2");
     let prefix = request.query.get("prefix").cloned().unwrap_or_default();
     let delimiter = request.query.get("delimiter").cloned().filter(|d| !d.is_empty());

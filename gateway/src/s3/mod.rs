@@ -1,5 +1,6 @@
 //! The S3 API: request routing, authentication and the operation handlers.
 
+pub mod access;
 pub mod aws_chunked;
 pub mod bucket;
 pub mod checksum;
@@ -23,7 +24,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use cairn_storage_node::control::{BucketInfo, ClusterState};
+use cairn_storage_node::control::ClusterState;
 use http::{HeaderValue, Method};
 use percent_encoding::percent_decode_str;
 
@@ -117,9 +118,14 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
 async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
     let (parts, body) = request.into_parts();
     let state = gateway.state();
-    let auth = auth::authenticate(&parts, std::time::SystemTime::now(), |key_id| {
+    let auth = match auth::authenticate(&parts, std::time::SystemTime::now(), |key_id| {
         state.access_keys.get(key_id).map(|k| k.secret.clone())
-    })?;
+    }) {
+        Ok(auth) => auth,
+        // Unsigned requests go on as anonymous; each operation decides what they may do.
+        Err(auth::AuthError::MissingAuth) => Authenticated::anonymous(),
+        Err(e) => return Err(e.into()),
+    };
     let (bucket, key) = split_path(parts.uri.path())?;
     let query = parse_query(parts.uri.query().unwrap_or(""));
     if let Some(name) = query.keys().find(|name| !is_known_query_parameter(name)) {
@@ -136,16 +142,19 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             _ => Err(S3Error::MethodNotAllowed),
         },
         (Some(_), None) => match method {
+            Method::PUT if request.has_query("acl") => access::put_bucket_acl(gateway, &request).await,
             Method::PUT => bucket::create_bucket(gateway, &request).await,
             Method::HEAD => bucket::head_bucket(gateway, &request),
             Method::DELETE => bucket::delete_bucket(gateway, &request).await,
             Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
+            Method::GET if request.has_query("acl") => access::get_bucket_acl(gateway, &request),
             Method::GET if request.has_query("uploads") => uploads::list_uploads(gateway, &request).await,
             Method::GET => list::list_objects(gateway, &request).await,
             Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
             _ => Err(S3Error::MethodNotAllowed),
         },
         (Some(_), Some(_)) => match method {
+            Method::PUT if request.has_query("acl") => access::put_object_acl(gateway, &request).await,
             Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
                 multipart::upload_part_copy(gateway, &request).await
             }
@@ -155,6 +164,7 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             }
             Method::PUT => put_object::put_object(gateway, &request, body).await,
             Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
+            Method::GET if request.has_query("acl") => access::get_object_acl(gateway, &request).await,
             Method::GET => get_object::get_object(gateway, &request, true).await,
             Method::HEAD => get_object::get_object(gateway, &request, false).await,
             Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
@@ -188,6 +198,7 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "part-number-marker",
     "location",
     "delete",
+    "acl",
     "versionId",
     "AWSAccessKeyId",
     "Signature",
@@ -237,12 +248,6 @@ fn parse_query(raw: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The bucket a request names, which must exist.
-pub fn resolve_bucket(gateway: &Gateway, request: &S3Request) -> Result<BucketInfo, S3Error> {
-    let name = request.bucket.as_deref().ok_or(S3Error::NoSuchBucket)?;
-    gateway.replication.cluster().bucket(name).ok_or(S3Error::NoSuchBucket)
-}
-
 /// Adds a header, skipping values that are not valid header text.
 pub fn set_header(response: &mut Response, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn unknown_subresources_are_not_data_operations() {
-        for name in ["tagging", "acl", "versioning", "policy", "retention"] {
+        for name in ["tagging", "versioning", "policy", "retention"] {
             assert!(!is_known_query_parameter(name), "{name}");
         }
         for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {

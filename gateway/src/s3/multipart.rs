@@ -16,13 +16,14 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::access::{Access, resolve_bucket};
 use super::checksum;
 use super::copy;
 use super::error::S3Error;
 use super::put_object::{ObjectAttributes, object_attributes};
 use super::upload::{StoredBody, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
-use super::{Gateway, S3Request, resolve_bucket, set_header, xml_response};
+use super::{Gateway, S3Request, set_header, xml_response};
 use crate::replication::RowWrite;
 use crate::timefmt::{iso8601, now_ms};
 
@@ -52,7 +53,7 @@ impl UploadTarget {
 }
 
 fn target(gateway: &Gateway, request: &S3Request) -> Result<UploadTarget, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::NoSuchKey)?;
     let upload_id =
         request.query.get("uploadId").and_then(|id| Uuid::try_parse(id).ok()).ok_or(S3Error::NoSuchUpload)?;
@@ -71,9 +72,9 @@ async fn read_upload(gateway: &Gateway, target: &UploadTarget) -> Result<UploadR
 
 /// CreateMultipartUpload.
 pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::NoSuchKey)?;
-    let ObjectAttributes { content_type, headers, user_metadata } = object_attributes(request)?;
+    let ObjectAttributes { content_type, headers, user_metadata, acl } = object_attributes(request)?;
     let checksum = requested_checksum(request)?;
     let upload_id = Uuid::now_v7();
     let shard = index_shard(&key, bucket.index_shards);
@@ -86,6 +87,7 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
         headers,
         user_metadata,
         checksum,
+        acl,
     };
     let row = RowWrite {
         key: manifest::upload_key(bucket.bucket_id, shard, &key, upload_id),
@@ -380,6 +382,7 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         chunk_size: chunk_size.unwrap_or(1),
         parts: PartList::Table { count: parts.len() as u32 },
         checksum: object_checksum,
+        acl: upload.acl,
     };
     let table = PartTable { format: RECORD_FORMAT_VERSION, parts };
     // The part table, the object and the end of the upload land in one batch on the same

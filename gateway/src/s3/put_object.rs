@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use cairn_storage_node::control::BucketInfo;
+use cairn_storage_node::control::{BucketInfo, CannedAcl};
 use cairn_storage_node::manifest::{
     self, Checksum, ObjectVersion, PartList, PartRef, RECORD_FORMAT_VERSION, encode_record, index_shard,
     metadata_placement_key,
@@ -12,12 +12,13 @@ use cairn_storage_node::manifest::{
 use http::StatusCode;
 use uuid::Uuid;
 
+use super::access::{Access, requested_acl, resolve_bucket};
 use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::read_version;
 use super::upload::{StoredBody, store_body};
-use super::{Gateway, S3Request, resolve_bucket, set_header};
+use super::{Gateway, S3Request, set_header};
 use crate::replication::RowWrite;
 use crate::timefmt::now_ms;
 
@@ -35,6 +36,8 @@ pub struct ObjectAttributes {
     pub headers: Vec<(String, String)>,
     /// `x-amz-meta-*` pairs.
     pub user_metadata: Vec<(String, String)>,
+    /// Canned ACL (`x-amz-acl`).
+    pub acl: CannedAcl,
 }
 
 /// The content type, standard headers and user metadata of an upload.
@@ -56,7 +59,7 @@ pub fn object_attributes(request: &S3Request) -> Result<ObjectAttributes, S3Erro
     if user_bytes > MAX_USER_METADATA_BYTES {
         return Err(S3Error::MetadataTooLarge);
     }
-    Ok(ObjectAttributes { content_type, headers, user_metadata: user })
+    Ok(ObjectAttributes { content_type, headers, user_metadata: user, acl: requested_acl(request)? })
 }
 
 /// Checks the conditions of a write (`If-None-Match: *`, `If-Match: <etag>`) against the
@@ -91,7 +94,7 @@ pub async fn commit_single_part(
     attributes: ObjectAttributes,
     stored: &StoredBody,
 ) -> Result<ObjectVersion, S3Error> {
-    let ObjectAttributes { content_type, headers, user_metadata } = attributes;
+    let ObjectAttributes { content_type, headers, user_metadata, acl } = attributes;
     let etag = hex::encode(stored.md5);
     let version = ObjectVersion {
         format: RECORD_FORMAT_VERSION,
@@ -105,6 +108,7 @@ pub async fn commit_single_part(
         chunk_size: stored.chunk_size,
         parts: PartList::Inline(vec![PartRef { number: 1, chunk_set: stored.chunk_set, size: stored.size, etag }]),
         checksum: Some(stored.checksum()),
+        acl,
     };
     let shard = index_shard(key, bucket.index_shards);
     let rows = vec![
@@ -125,7 +129,7 @@ pub async fn commit_single_part(
 
 /// PutObject.
 pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let attributes = object_attributes(request)?;
     check_write_conditions(gateway, &bucket, request, &key).await?;

@@ -8,10 +8,11 @@ use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{self, UPLOAD_KEY_TERMINATOR, UploadRecord, decode_record, metadata_placement_key};
 use uuid::Uuid;
 
+use super::access::{Access, resolve_bucket};
 use super::error::S3Error;
 use super::list::url_encode;
 use super::xml::XmlWriter;
-use super::{Gateway, MAX_KEY_BYTES, S3Request, resolve_bucket, xml_response};
+use super::{Gateway, MAX_KEY_BYTES, S3Request, xml_response};
 use crate::timefmt::iso8601;
 
 /// Most uploads one page returns.
@@ -111,7 +112,7 @@ async fn shard_entries(
 
 /// ListMultipartUploads.
 pub async fn list_uploads(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
-    let bucket = resolve_bucket(gateway, request)?;
+    let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let query = |name: &str| request.query.get(name).map(String::as_str);
     let prefix = query("prefix").unwrap_or("");
     let delimiter = query("delimiter").filter(|d| !d.is_empty());

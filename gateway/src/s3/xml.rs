@@ -66,6 +66,12 @@ impl XmlWriter {
         self.close(name)
     }
 
+    /// Appends markup as is (for elements with attributes); the caller escapes.
+    pub fn raw(&mut self, markup: &str) -> &mut Self {
+        self.out.push_str(markup);
+        self
+    }
+
     /// Closes the root element and returns the document.
     pub fn finish(mut self, root: &str) -> String {
         self.close(root);

@@ -1,5 +1,6 @@
 //! End-to-end tests: real `cairn dev` clusters on loopback, driven by the AWS SDK for Rust.
 
+mod access;
 mod auth;
 mod buckets;
 mod checksums;

@@ -34,7 +34,9 @@ use tokio::time::Instant;
 pub use log_store::{ControlStore, StoreClosed, StoreError};
 pub use network::{CallError, ControlTransport, TransportError};
 pub use routes::routes;
-pub use state::{AccessKey, BucketInfo, ClusterSettings, ClusterState, Command, CommandResult, Consistency, NodeInfo};
+pub use state::{
+    AccessKey, BucketInfo, CannedAcl, ClusterSettings, ClusterState, Command, CommandResult, Consistency, NodeInfo,
+};
 
 use network::{NetworkFactory, PATH_COMMAND, PATH_JOIN};
 use state_machine::StateMachineStore;

@@ -97,6 +97,57 @@ pub struct BucketInfo {
     pub owner_key: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// Who besides the owner may list and write the bucket.
+    #[serde(default)]
+    pub acl: CannedAcl,
+}
+
+/// An S3 canned access control list: the grants besides the owner's full control.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CannedAcl {
+    /// The owner only.
+    #[default]
+    Private,
+    /// Everyone, signed or not, may read.
+    PublicRead,
+    /// Everyone, signed or not, may read and write.
+    PublicReadWrite,
+    /// Every holder of an access key may read.
+    AuthenticatedRead,
+}
+
+impl CannedAcl {
+    /// The name S3 uses in `x-amz-acl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::PublicRead => "public-read",
+            Self::PublicReadWrite => "public-read-write",
+            Self::AuthenticatedRead => "authenticated-read",
+        }
+    }
+
+    /// Parses an `x-amz-acl` value.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Private, Self::PublicRead, Self::PublicReadWrite, Self::AuthenticatedRead]
+            .into_iter()
+            .find(|acl| acl.name() == name.trim())
+    }
+
+    /// Whether the list lets a requester read (`anonymous`: the request is unsigned).
+    pub fn grants_read(self, anonymous: bool) -> bool {
+        match self {
+            Self::Private => false,
+            Self::PublicRead | Self::PublicReadWrite => true,
+            Self::AuthenticatedRead => !anonymous,
+        }
+    }
+
+    /// Whether the list lets anyone write.
+    pub fn grants_write(self) -> bool {
+        self == Self::PublicReadWrite
+    }
 }
 
 /// One S3 access key.
@@ -133,6 +184,18 @@ pub enum Command {
         index_shards: u16,
         /// Creation time, milliseconds since the Unix epoch.
         created_ms: u64,
+        /// Canned ACL.
+        #[serde(default)]
+        acl: CannedAcl,
+    },
+    /// Replace the ACL of a bucket if it still has the given id.
+    SetBucketAcl {
+        /// Bucket name.
+        name: String,
+        /// Id the bucket must have.
+        bucket_id: uuid::Uuid,
+        /// The new ACL.
+        acl: CannedAcl,
     },
     /// Delete a bucket if it still has the given id.
     DeleteBucket {
@@ -214,7 +277,7 @@ impl ClusterState {
         match command {
             Command::InitSettings(settings) => self.init_settings(settings),
             Command::AddNode(node) => self.add_node(node),
-            Command::CreateBucket { name, bucket_id, owner_key, consistency, index_shards, created_ms } => {
+            Command::CreateBucket { name, bucket_id, owner_key, consistency, index_shards, created_ms, acl } => {
                 if let Some(existing) = self.buckets.get(name) {
                     if existing.bucket_id == *bucket_id {
                         // The same create applied twice (a forward retried after a lost
@@ -240,10 +303,18 @@ impl ClusterState {
                         index_shards: *index_shards,
                         owner_key: owner_key.clone(),
                         created_ms: *created_ms,
+                        acl: *acl,
                     },
                 );
                 CommandResult::Ok
             }
+            Command::SetBucketAcl { name, bucket_id, acl } => match self.buckets.get_mut(name) {
+                Some(bucket) if bucket.bucket_id == *bucket_id => {
+                    bucket.acl = *acl;
+                    CommandResult::Ok
+                }
+                _ => CommandResult::NoSuchBucket,
+            },
             Command::DeleteBucket { name, bucket_id } => match self.buckets.get(name) {
                 Some(bucket) if bucket.bucket_id == *bucket_id => {
                     self.buckets.remove(name);
@@ -361,7 +432,25 @@ mod tests {
             consistency: Consistency::Quorum,
             index_shards: 4,
             created_ms: 1,
+            acl: CannedAcl::Private,
         }
+    }
+
+    #[test]
+    fn bucket_acls_change_only_for_the_same_bucket() {
+        let mut s = ClusterState::empty();
+        s.apply(&create("b", "k1", 1));
+        let set = |id: u128| Command::SetBucketAcl {
+            name: "b".into(),
+            bucket_id: uuid::Uuid::from_u128(id),
+            acl: CannedAcl::PublicRead,
+        };
+        assert_eq!(s.apply(&set(2)), CommandResult::NoSuchBucket);
+        assert_eq!(s.buckets["b"].acl, CannedAcl::Private);
+        assert_eq!(s.apply(&set(1)), CommandResult::Ok);
+        assert_eq!(s.buckets["b"].acl, CannedAcl::PublicRead);
+        assert_eq!(CannedAcl::from_name("public-read-write"), Some(CannedAcl::PublicReadWrite));
+        assert!(CannedAcl::AuthenticatedRead.grants_read(false) && !CannedAcl::AuthenticatedRead.grants_read(true));
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn create_bucket(name: &str, owner: &str) -> Command {
         consistency: Consistency::Quorum,
         index_shards: 8,
         created_ms: 1_700_000_000_000,
+        acl: CannedAcl::Private,
     }
 }
 

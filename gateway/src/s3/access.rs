@@ -1,0 +1,175 @@
+//! Who may do what: a bucket's owner may do anything with it and its objects; canned ACLs
+//! open reading (and, for `public-read-write` buckets, writing) to other keys or to anonymous
+//! requests. Also GetBucketAcl / PutBucketAcl / GetObjectAcl / PutObjectAcl.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use cairn_storage_node::control::{BucketInfo, CannedAcl, Command, CommandResult};
+use cairn_storage_node::manifest::{ObjectVersion, encode_record, index_shard, metadata_placement_key, object_key};
+use http::StatusCode;
+
+use super::error::S3Error;
+use super::get_object::read_version;
+use super::xml::XmlWriter;
+use super::{Gateway, S3Request, xml_response};
+use crate::replication::RowWrite;
+
+/// What a request needs of a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Only the owner (delete the bucket, change its ACL).
+    Owner,
+    /// List the bucket.
+    Read,
+    /// Create, overwrite and delete objects.
+    Write,
+    /// Read an object: decided by the object's own ACL once it is read.
+    ReadObject,
+}
+
+/// Whether the request is signed by the bucket's owner.
+pub fn is_owner(bucket: &BucketInfo, request: &S3Request) -> bool {
+    !request.auth.is_anonymous() && request.auth.access_key_id == bucket.owner_key
+}
+
+fn denied() -> S3Error {
+    S3Error::AccessDenied("Access Denied".into())
+}
+
+/// The bucket a request names, which must exist and allow `access` to the requester.
+pub fn resolve_bucket(gateway: &Gateway, request: &S3Request, access: Access) -> Result<BucketInfo, S3Error> {
+    let name = request.bucket.as_deref().ok_or(S3Error::NoSuchBucket)?;
+    let bucket = gateway.replication.cluster().bucket(name).ok_or(S3Error::NoSuchBucket)?;
+    let anonymous = request.auth.is_anonymous();
+    let allowed = is_owner(&bucket, request)
+        || match access {
+            Access::Owner => false,
+            Access::Read => bucket.acl.grants_read(anonymous),
+            Access::Write => bucket.acl.grants_write(),
+            Access::ReadObject => true,
+        };
+    if allowed { Ok(bucket) } else { Err(denied()) }
+}
+
+/// Checks that the requester may read `version` of an object of `bucket`.
+pub fn check_object_read(bucket: &BucketInfo, version: &ObjectVersion, request: &S3Request) -> Result<(), S3Error> {
+    if is_owner(bucket, request) || version.acl.grants_read(request.auth.is_anonymous()) {
+        Ok(())
+    } else {
+        Err(denied())
+    }
+}
+
+/// Checks that the request is signed (anonymous requests may not create buckets or list them).
+pub fn check_signed(request: &S3Request) -> Result<(), S3Error> {
+    if request.auth.is_anonymous() { Err(denied()) } else { Ok(()) }
+}
+
+/// The canned ACL a request asks for (`x-amz-acl`, default `private`). Explicit grants
+/// (`x-amz-grant-*`) are refused rather than ignored.
+pub fn requested_acl(request: &S3Request) -> Result<CannedAcl, S3Error> {
+    if let Some(name) = request.headers.keys().map(|n| n.as_str()).find(|n| n.starts_with("x-amz-grant-")) {
+        return Err(S3Error::NotImplemented(format!("the {name} header (use a canned x-amz-acl)")));
+    }
+    match request.header("x-amz-acl") {
+        None => Ok(CannedAcl::Private),
+        Some(name) => CannedAcl::from_name(name)
+            .ok_or_else(|| S3Error::InvalidArgument(format!("{name} is not a supported canned ACL"))),
+    }
+}
+
+/// The `AccessControlPolicy` document of a canned ACL.
+fn policy_xml(owner: &str, acl: CannedAcl) -> String {
+    const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+    const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+    let mut xml = XmlWriter::new("AccessControlPolicy");
+    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
+    xml.open("AccessControlList");
+    let grant = |xml: &mut XmlWriter, grantee_type: &str, grantee: (&str, &str), permission: &str| {
+        xml.open("Grant")
+            .raw(&format!(
+                "<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"{grantee_type}\">"
+            ))
+            .element(grantee.0, grantee.1);
+        if grantee_type == "CanonicalUser" {
+            xml.element("DisplayName", grantee.1);
+        }
+        xml.close("Grantee").element("Permission", permission).close("Grant");
+    };
+    grant(&mut xml, "CanonicalUser", ("ID", owner), "FULL_CONTROL");
+    match acl {
+        CannedAcl::Private => {}
+        CannedAcl::PublicRead => grant(&mut xml, "Group", ("URI", ALL_USERS), "READ"),
+        CannedAcl::PublicReadWrite => {
+            grant(&mut xml, "Group", ("URI", ALL_USERS), "READ");
+            grant(&mut xml, "Group", ("URI", ALL_USERS), "WRITE");
+        }
+        CannedAcl::AuthenticatedRead => grant(&mut xml, "Group", ("URI", AUTHENTICATED_USERS), "READ"),
+    }
+    xml.close("AccessControlList");
+    xml.finish("AccessControlPolicy")
+}
+
+/// A PutBucketAcl / PutObjectAcl must say its ACL with `x-amz-acl`; grant documents in the
+/// body are not supported.
+fn acl_of_put(request: &S3Request) -> Result<CannedAcl, S3Error> {
+    if request.header("x-amz-acl").is_none() {
+        return Err(S3Error::NotImplemented("an ACL given as grants in the request body (use x-amz-acl)".into()));
+    }
+    requested_acl(request)
+}
+
+/// GetBucketAcl.
+pub fn get_bucket_acl(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    Ok(xml_response(policy_xml(&bucket.owner_key, bucket.acl)))
+}
+
+/// PutBucketAcl.
+pub async fn put_bucket_acl(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let acl = acl_of_put(request)?;
+    let command = Command::SetBucketAcl { name: bucket.name.clone(), bucket_id: bucket.bucket_id, acl };
+    let settled = |s: &cairn_storage_node::control::ClusterState| {
+        s.buckets.get(&bucket.name).is_none_or(|b| b.bucket_id != bucket.bucket_id || b.acl == acl)
+    };
+    let result = gateway.replication.cluster().command(&command, settled).await.map_err(|e| {
+        tracing::warn!(error = %e, "set bucket acl failed");
+        S3Error::ServiceUnavailable
+    })?;
+    match result {
+        CommandResult::Ok => Ok(StatusCode::OK.into_response()),
+        CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
+        other => {
+            tracing::warn!(?other, "unexpected set bucket acl result");
+            Err(S3Error::InternalError)
+        }
+    }
+}
+
+/// GetObjectAcl.
+pub async fn get_object_acl(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    Ok(xml_response(policy_xml(&bucket.owner_key, version.acl)))
+}
+
+/// PutObjectAcl: rewrites the current version's row with the new ACL. A write that lands
+/// between the read and this rewrite can be overtaken by it.
+pub async fn put_object_acl(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    let acl = acl_of_put(request)?;
+    let mut version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    version.acl = acl;
+    let shard = index_shard(key, bucket.index_shards);
+    let row =
+        RowWrite { key: object_key(bucket.bucket_id, shard, key), tombstone: false, value: encode_record(&version) };
+    gateway
+        .replication
+        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
