@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::response::Response;
 use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{ChecksumAlgorithm, ChecksumType, ObjectVersion};
+use cairn_storage_node::manifest::{ChecksumAlgorithm, ObjectVersion};
 use percent_encoding::percent_decode_str;
 
 use super::access::{Access, check_object_read, requested_acl, resolve_bucket};
@@ -14,7 +14,7 @@ use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::{object_stream, read_version};
 use super::put_object::{ObjectAttributes, check_write_conditions, commit_single_part, object_attributes};
-use super::upload::{Expected, Payload, StoredBody, store_payload};
+use super::upload::{Expected, MAX_PUT_BYTES, Payload, StoredBody, store_payload};
 use super::xml::XmlWriter;
 use super::{Gateway, S3Request, xml_response};
 use crate::timefmt::iso8601;
@@ -55,18 +55,15 @@ pub async fn read_source(gateway: &Gateway, request: &S3Request) -> Result<CopyS
     Ok(CopySource { bucket, key: key.to_owned(), version })
 }
 
-/// The checksum algorithm a copy records: the one asked for, else the source's full-object
-/// one, else CRC64NVME.
+/// The checksum algorithm a copy records: the one asked for, else the source's, else
+/// CRC64NVME.
 pub fn copy_checksum(request: &S3Request, source: &ObjectVersion) -> Result<ChecksumAlgorithm, S3Error> {
     if let Some(name) = request.header("x-amz-checksum-algorithm") {
         return ChecksumAlgorithm::from_name(name)
             .ok_or_else(|| S3Error::InvalidRequest(format!("Checksum algorithm provided is unsupported: {name}")));
     }
-    Ok(source
-        .checksum
-        .as_ref()
-        .filter(|c| c.kind == ChecksumType::FullObject)
-        .map_or(ChecksumAlgorithm::Crc64nvme, |c| c.algorithm))
+    // A copy is single-part: it gets a full-object checksum in the source's algorithm.
+    Ok(source.checksum.as_ref().map_or(ChecksumAlgorithm::Crc64nvme, |c| c.algorithm))
 }
 
 /// Streams bytes `start..end` of the source into a new chunk set of `target`.
@@ -94,7 +91,12 @@ pub fn copied_attributes(request: &S3Request, source: &CopySource) -> Result<Obj
     }
     let same_object = request.bucket.as_deref() == Some(source.bucket.name.as_str())
         && request.key.as_deref() == Some(source.key.as_str());
-    if same_object && request.header("x-amz-checksum-algorithm").is_none() {
+    // S3 lets an object be copied onto itself when something else about it changes.
+    let changes_something = ["x-amz-checksum-algorithm", "x-amz-storage-class", "x-amz-website-redirect-location"]
+        .iter()
+        .any(|h| request.headers.contains_key(*h))
+        || request.headers.keys().any(|h| h.as_str().starts_with("x-amz-server-side-encryption"));
+    if same_object && !changes_something {
         return Err(S3Error::InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
         ));
@@ -116,6 +118,11 @@ pub async fn copy_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<
     let attributes = copied_attributes(request, &source)?;
     let record = copy_checksum(request, &source.version)?;
     check_write_conditions(gateway, &bucket, request, &key).await?;
+    if source.version.size > MAX_PUT_BYTES {
+        return Err(S3Error::InvalidRequest(format!(
+            "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_BYTES}"
+        )));
+    }
     let stored = copy_bytes(gateway, &bucket, &source, 0, source.version.size, 1, record).await?;
     let version = commit_single_part(gateway, &bucket, &key, attributes, &stored).await?;
     let mut xml = XmlWriter::new("CopyObjectResult");

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{self, index_shard, metadata_placement_key};
+use cairn_storage_node::manifest::{self, ChecksumAlgorithm, index_shard, metadata_placement_key};
 use futures_util::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
 
 use super::access::{Access, resolve_bucket};
 use super::error::S3Error;
-use super::upload::read_small_body;
+use super::upload::{BodyChecksums, read_small_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, MAX_KEY_BYTES, S3Request, xml_response};
 use crate::replication::RowWrite;
@@ -67,14 +67,14 @@ struct ObjectIdentifier {
 pub async fn delete_objects(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let has_digest = request.headers.contains_key("content-md5")
-        || request.headers.keys().any(|name| name.as_str().starts_with("x-amz-checksum-"))
+        || request.headers.keys().any(|name| ChecksumAlgorithm::from_header(name.as_str()).is_some())
         || request.headers.contains_key("x-amz-trailer");
     if !has_digest {
         return Err(S3Error::InvalidRequest(
             "Missing required header for this request: Content-MD5 or x-amz-checksum-*".into(),
         ));
     }
-    let body = read_small_body(request, body, MAX_XML_BODY_BYTES).await?;
+    let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::All).await?;
     let listed: DeleteRequest = super::xml::parse(&body)?;
     if listed.object.is_empty() || listed.object.len() > MAX_DELETE_KEYS {
         return Err(S3Error::MalformedXml);

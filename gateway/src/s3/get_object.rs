@@ -235,7 +235,13 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     let part_number = request
         .query
         .get("partNumber")
-        .map(|n| n.parse::<u32>().ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or(S3Error::InvalidPartNumber))
+        .map(|n| {
+            n.parse::<u32>().ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(|| {
+                S3Error::InvalidArgument(format!(
+                    "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
+                ))
+            })
+        })
         .transpose()?;
     let range = match part_number {
         Some(_) if request.headers.contains_key("range") => {
@@ -265,8 +271,9 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
         );
     }
     set_object_headers(&mut response, &version);
-    if part_number.is_some() {
-        set_header(&mut response, "x-amz-mp-parts-count", &version.part_count().to_string());
+
+    if let (Some(_), PartList::Table { count }) = (part_number, &version.parts) {
+        set_header(&mut response, "x-amz-mp-parts-count", &count.to_string());
     }
     // S3 reports the checksum only when asked, and only for the whole object.
     if range.is_none() && request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
@@ -299,9 +306,6 @@ pub fn set_object_headers(response: &mut Response, version: &ObjectVersion) {
         {
             response.headers_mut().append(name, value);
         }
-    }
-    if let PartList::Table { count } = version.parts {
-        set_header(response, "x-amz-mp-parts-count", &count.to_string());
     }
 }
 

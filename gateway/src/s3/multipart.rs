@@ -11,7 +11,6 @@ use cairn_storage_node::manifest::{
     UploadPartRecord, UploadRecord, decode_record, encode_record, index_shard, metadata_placement_key,
 };
 use http::StatusCode;
-use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -20,8 +19,8 @@ use super::access::{Access, resolve_bucket};
 use super::checksum;
 use super::copy;
 use super::error::S3Error;
-use super::put_object::{ObjectAttributes, object_attributes};
-use super::upload::{StoredBody, store_body};
+use super::put_object::{ObjectAttributes, check_write_conditions, object_attributes};
+use super::upload::{BodyChecksums, StoredBody, read_small_body, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, S3Request, set_header, xml_response};
 use crate::replication::RowWrite;
@@ -233,7 +232,9 @@ pub async fn upload_part_copy(gateway: &Arc<Gateway>, request: &S3Request) -> Re
                     )
                 })?;
             if last >= size {
-                return Err(S3Error::InvalidRange);
+                return Err(S3Error::InvalidArgument(format!(
+                    "Range specified is not valid for source object of size: {size}"
+                )));
             }
             (first, last + 1)
         }
@@ -310,16 +311,14 @@ async fn uploaded_parts(gateway: &Gateway, target: &UploadTarget) -> Result<BTre
 /// CompleteMultipartUpload.
 pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
     let target = target(gateway, request)?;
-    let body = http_body_util::Limited::new(body, MAX_XML_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|_| S3Error::MalformedXml)?
-        .to_bytes();
+    // x-amz-checksum-* on Complete is the whole object's checksum, not the body's.
+    let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::SignatureAndMd5).await?;
     let listed: CompleteRequest = super::xml::parse(&body)?;
     if listed.part.is_empty() {
         return Err(S3Error::MalformedXml);
     }
     let upload = read_upload(gateway, &target).await?;
+    check_write_conditions(gateway, &target.bucket, request, &target.key).await?;
     let uploaded = uploaded_parts(gateway, &target).await?;
 
     let (algorithm, kind) = upload_checksum(&upload);

@@ -46,6 +46,15 @@ pub fn object_attributes(request: &S3Request) -> Result<ObjectAttributes, S3Erro
     let headers = STORED_HEADERS
         .iter()
         .filter_map(|name| request.header(name).map(|v| (name.to_string(), v.to_owned())))
+        .filter_map(|(name, value)| match name.as_str() {
+            // `aws-chunked` describes this request's body, not the object: S3 drops it.
+            "content-encoding" => {
+                let kept: Vec<&str> =
+                    value.split(',').map(str::trim).filter(|e| !e.is_empty() && *e != "aws-chunked").collect();
+                (!kept.is_empty()).then(|| (name, kept.join(",")))
+            }
+            _ => Some((name, value)),
+        })
         .collect();
     let mut user = Vec::new();
     let mut user_bytes = 0;
@@ -62,8 +71,9 @@ pub fn object_attributes(request: &S3Request) -> Result<ObjectAttributes, S3Erro
     Ok(ObjectAttributes { content_type, headers, user_metadata: user, acl: requested_acl(request)? })
 }
 
-/// Checks the conditions of a write (`If-None-Match: *`, `If-Match: <etag>`) against the
-/// current version. The check precedes the write: two racing conditional writes may both
+/// Checks the conditions of a write against the current version: `If-None-Match: *` (only
+/// create) and `If-Match: <etag>` (only replace that version), as S3 supports them; other
+/// forms are refused. The check precedes the write: two racing conditional writes may both
 /// succeed.
 pub async fn check_write_conditions(
     gateway: &Gateway,
@@ -71,17 +81,25 @@ pub async fn check_write_conditions(
     request: &S3Request,
     key: &str,
 ) -> Result<(), S3Error> {
-    let conditions = Conditions::of(request, "");
-    if conditions.is_empty() {
-        return Ok(());
-    }
-    let current = read_version(gateway, bucket, key).await?;
-    if request.headers.contains_key("if-match") && current.is_none() {
-        return Err(S3Error::NoSuchKey);
-    }
-    match conditions.evaluate(current.as_ref()) {
-        Verdict::Proceed => Ok(()),
-        Verdict::NotModified | Verdict::PreconditionFailed => Err(S3Error::PreconditionFailed),
+    let if_match = request.header("if-match");
+    let if_none_match = request.header("if-none-match");
+    match (if_match, if_none_match) {
+        (None, None) => Ok(()),
+        (Some(_), Some(_)) => Err(S3Error::NotImplemented("If-Match together with If-None-Match".into())),
+        (None, Some(value)) if value.trim() != "*" => {
+            Err(S3Error::NotImplemented("If-None-Match with a value other than *".into()))
+        }
+        (None, Some(_)) => match read_version(gateway, bucket, key).await? {
+            Some(_) => Err(S3Error::PreconditionFailed),
+            None => Ok(()),
+        },
+        (Some(_), None) => {
+            let current = read_version(gateway, bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+            match Conditions::of(request, "").evaluate(Some(&current)) {
+                Verdict::Proceed => Ok(()),
+                Verdict::NotModified | Verdict::PreconditionFailed => Err(S3Error::PreconditionFailed),
+            }
+        }
     }
 }
 

@@ -84,10 +84,6 @@ impl Expected {
     }
 }
 
-fn decode_base64(name: &str, value: &str) -> Result<Vec<u8>, S3Error> {
-    crate::auth::base64::decode(value.trim()).ok_or_else(|| S3Error::InvalidArgument(format!("{name} is not base64")))
-}
-
 /// The checksums a request's headers (and announced trailer) ask Cairn to verify.
 pub fn expected_digests(request: &S3Request) -> Result<Expected, S3Error> {
     let sha256 = match &request.auth.payload {
@@ -119,7 +115,11 @@ pub fn expected_digests(request: &S3Request) -> Result<Expected, S3Error> {
     }
     let md5 = request
         .header("content-md5")
-        .map(|v| <[u8; 16]>::try_from(decode_base64("Content-MD5", v)?).map_err(|_| S3Error::InvalidDigest))
+        .map(|v| {
+            crate::auth::base64::decode(v.trim())
+                .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
+                .ok_or(S3Error::InvalidDigest)
+        })
         .transpose()?;
     Ok(Expected { sha256, md5, claimed })
 }
@@ -260,14 +260,32 @@ impl BodyDigests {
     }
 }
 
-/// Reads a small request body (an XML document) whole, up to `limit` bytes, verifying every
-/// checksum the request carries.
-pub async fn read_small_body(request: &S3Request, body: Body, limit: usize) -> Result<Bytes, S3Error> {
+/// Which checksums of a request cover its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyChecksums {
+    /// Every one: the signed payload hash, `Content-MD5` and `x-amz-checksum-*`.
+    All,
+    /// The signed payload hash and `Content-MD5` only (`x-amz-checksum-*` means something else).
+    SignatureAndMd5,
+}
+
+/// Reads a small request body (an XML document) whole, up to `limit` bytes, verifying the
+/// checksums the request carries for it.
+pub async fn read_small_body(
+    request: &S3Request,
+    body: Body,
+    limit: usize,
+    checksums: BodyChecksums,
+) -> Result<Bytes, S3Error> {
     let (mut payload, declared_len) = Payload::open(request, body)?;
     if declared_len > limit as u64 {
         return Err(S3Error::MalformedXml);
     }
-    let mut digests = BodyDigests::new(expected_digests(request)?, None);
+    let mut expected = expected_digests(request)?;
+    if checksums == BodyChecksums::SignatureAndMd5 {
+        expected.claimed = None;
+    }
+    let mut digests = BodyDigests::new(expected, None);
     let mut buffer = BytesMut::new();
     while let Some(frame) = payload.next().await {
         let frame = frame?;

@@ -62,6 +62,33 @@ async fn conditional_reads_and_writes_follow_s3() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("PreconditionFailed"));
     s3.put_object().bucket("cond").key("k").if_match(&etag).body(b"version two".to_vec().into()).send().await?;
+    // A create-only multipart upload does not overwrite either.
+    let upload = s3.create_multipart_upload().bucket("cond").key("k").send().await?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let part = s3
+        .upload_part()
+        .bucket("cond")
+        .key("k")
+        .upload_id(upload_id)
+        .part_number(1)
+        .body(b"multipart".to_vec().into())
+        .send()
+        .await?;
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("cond")
+        .key("k")
+        .upload_id(upload_id)
+        .if_none_match("*")
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap_or_default()).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("PreconditionFailed"));
     assert_eq!(get(&s3, "cond", "k").await?, b"version two");
     assert_eq!(get(&s3, "cond", "new").await?, b"fresh");
 

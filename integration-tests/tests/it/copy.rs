@@ -167,6 +167,6 @@ async fn upload_part_copy_assembles_ranges_of_other_objects() -> anyhow::Result<
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error_code(&err).as_deref(), Some("InvalidRange"));
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
     Ok(())
 }
