@@ -126,6 +126,9 @@ struct GatewayArgs {
     /// Region reported to S3 clients.
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
     region: String,
+    /// Base domains for virtual-hosted-style requests (`BUCKET.DOMAIN`), comma separated.
+    #[arg(long, env = "CAIRN_S3_DOMAIN", value_delimiter = ',')]
+    s3_domain: Vec<String>,
     #[command(flatten)]
     tls: TlsArgs,
     /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
@@ -283,6 +286,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 seeds: args.nodes,
                 secret: args.secret.load()?,
                 region: args.region,
+                domains: args.s3_domain,
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {

@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub secret: ClusterSecret,
     /// Region reported to clients.
     pub region: String,
+    /// Base domains of virtual-hosted-style requests.
+    pub domains: Vec<String>,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// An HTTPS listener for the S3 API besides the plain one.
@@ -70,7 +72,7 @@ pub async fn run(
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
     let gateway = Gateway::new(
         Replication::new(cluster.clone(), client, rand::random()),
-        S3Config { region: config.region.clone() },
+        S3Config { region: config.region.clone(), domains: config.domains.clone() },
     );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");
 

@@ -11,6 +11,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
 
+/// Marks an extra "argument" that is really an environment variable for `cairn dev`.
+const ENV_MARKER: &str = "env:";
+
 /// How long a cluster may take to come up.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -107,6 +110,17 @@ impl DevCluster {
             key.display().to_string(),
         ];
         Self::start_in(dir, nodes, args)
+    }
+
+    /// Like [`DevCluster::start`], with extra `cairn dev` arguments and environment (which
+    /// its children inherit).
+    pub fn start_with(nodes: usize, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir()?;
+        let mut extra = args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        for (name, value) in env {
+            extra.push(format!("{ENV_MARKER}{name}={value}"));
+        }
+        Self::start_in(dir, nodes, extra)
     }
 
     /// The PEM certificate of the HTTPS listener (see [`DevCluster::start_with_tls`]).
@@ -265,7 +279,8 @@ fn spawn_dev(dir: &Path, nodes: usize, extra_args: &[String]) -> anyhow::Result<
         .args(["dev", "--data-dir"])
         .arg(dir.join("cluster"))
         .args(["--nodes", &nodes.to_string(), "--s3-port", "0", "--admin-port", "0"])
-        .args(extra_args)
+        .args(extra_args.iter().filter(|a| !a.starts_with(ENV_MARKER)))
+        .envs(extra_args.iter().filter_map(|a| a.strip_prefix(ENV_MARKER)?.split_once('=')))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -40,6 +40,25 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub struct S3Config {
     /// The region Cairn reports and expects in signatures.
     pub region: String,
+    /// Base domains of virtual-hosted-style requests: `bucket.<domain>` names a bucket.
+    pub domains: Vec<String>,
+}
+
+impl S3Config {
+    /// The bucket a `Host` header names in virtual-hosted style, if it is a subdomain of one
+    /// of the configured domains.
+    pub fn host_bucket(&self, host: &str) -> Option<String> {
+        let host = host.trim().to_ascii_lowercase();
+        // Strip a port (IPv6 literals are never bucket hosts).
+        let host = match host.rsplit_once(':') {
+            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        self.domains.iter().find_map(|domain| {
+            let domain = domain.trim_matches('.').to_ascii_lowercase();
+            host.strip_suffix(&domain)?.strip_suffix('.').filter(|b| !b.is_empty()).map(str::to_owned)
+        })
+    }
 }
 
 /// Shared state of the S3 API.
@@ -118,15 +137,28 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
 async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
     let (parts, body) = request.into_parts();
     let state = gateway.state();
-    let auth = match auth::authenticate(&parts, std::time::SystemTime::now(), |key_id| {
-        state.access_keys.get(key_id).map(|k| k.secret.clone())
-    }) {
+    let host_bucket =
+        parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| gateway.config.host_bucket(h));
+    let secret_of = |key_id: &str| state.access_keys.get(key_id).map(|k| k.secret.clone());
+    let now = std::time::SystemTime::now();
+    let verified = match &host_bucket {
+        Some(bucket) => auth::authenticate_virtual_host(&parts, bucket, now, secret_of),
+        None => auth::authenticate(&parts, now, secret_of),
+    };
+    let auth = match verified {
         Ok(auth) => auth,
         // Unsigned requests go on as anonymous; each operation decides what they may do.
         Err(auth::AuthError::MissingAuth) => Authenticated::anonymous(),
         Err(e) => return Err(e.into()),
     };
-    let (bucket, key) = split_path(parts.uri.path())?;
+    let (bucket, key) = match host_bucket {
+        // Virtual-hosted style: the whole path is the key.
+        Some(bucket) => {
+            let path = parts.uri.path();
+            (Some(bucket), decode_key(path.strip_prefix('/').unwrap_or(path))?)
+        }
+        None => split_path(parts.uri.path())?,
+    };
     let query = parse_query(parts.uri.query().unwrap_or(""));
     if let Some(name) = query.keys().find(|name| !is_known_query_parameter(name)) {
         // An operation Cairn does not implement must not fall through to a data operation
@@ -212,28 +244,31 @@ fn is_known_query_parameter(name: &str) -> bool {
         || name.starts_with("response-")
 }
 
+fn decode_path_part(s: &str) -> Result<String, S3Error> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| S3Error::InvalidArgument("the path is not valid UTF-8".into()))
+}
+
+/// The object key of a raw path remainder, percent-decoded (`None` when empty).
+fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let key = decode_path_part(raw)?;
+    if key.len() > MAX_KEY_BYTES {
+        return Err(S3Error::KeyTooLongError);
+    }
+    Ok(Some(key))
+}
+
 /// Splits a path-style request path into bucket and key, percent-decoded.
 fn split_path(raw_path: &str) -> Result<(Option<String>, Option<String>), S3Error> {
     let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
-    let (bucket, key) = match path.split_once('/') {
-        Some((bucket, key)) => (bucket, Some(key)),
-        None => (path, None),
-    };
-    let decode = |s: &str| {
-        percent_decode_str(s)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| S3Error::InvalidArgument("the path is not valid UTF-8".into()))
-    };
-    let bucket = if bucket.is_empty() { None } else { Some(decode(bucket)?) };
-    let key = match key {
-        Some(key) if !key.is_empty() => Some(decode(key)?),
-        _ => None,
-    };
-    if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
-        return Err(S3Error::KeyTooLongError);
-    }
-    Ok((bucket, key))
+    let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+    let bucket = if bucket.is_empty() { None } else { Some(decode_path_part(bucket)?) };
+    Ok((bucket, decode_key(key)?))
 }
 
 /// Decodes a query string into name → value (the first occurrence wins); a raw `+` is a
@@ -287,6 +322,18 @@ mod tests {
         for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {
             assert!(is_known_query_parameter(name), "{name}");
         }
+    }
+
+    #[test]
+    fn virtual_hosts_name_buckets_under_configured_domains() {
+        let config = S3Config { region: "r".into(), domains: vec!["s3.example.com".into(), ".local.test".into()] };
+        assert_eq!(config.host_bucket("photos.s3.example.com"), Some("photos".into()));
+        assert_eq!(config.host_bucket("Photos.S3.Example.com:9000"), Some("photos".into()));
+        assert_eq!(config.host_bucket("a.b.local.test"), Some("a.b".into()));
+        assert_eq!(config.host_bucket("s3.example.com"), None);
+        assert_eq!(config.host_bucket("xs3.example.com"), None);
+        assert_eq!(config.host_bucket("127.0.0.1:9000"), None);
+        assert_eq!(config.host_bucket("[::1]:9000"), None);
     }
 
     #[test]

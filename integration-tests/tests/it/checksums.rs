@@ -1,21 +1,12 @@
 //! Client checksums are verified before an object becomes visible.
 
-use std::time::SystemTime;
-
 use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart};
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
-    sign,
-};
-use aws_sigv4::sign::v4;
-use bytes::Bytes;
 use cairn_integration_tests::{DevCluster, test_bytes};
-use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 
-use crate::{error_code, get, sha256_hex};
+use crate::{error_code, get, send_signed, sha256_hex};
 
 const MIB: usize = 1024 * 1024;
 
@@ -29,46 +20,7 @@ async fn put_claiming(
 ) -> anyhow::Result<(u16, String)> {
     let url = format!("{}/{bucket}/{key}", cluster.info.s3_endpoint);
     let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned();
-    let credentials = aws_credential_types::Credentials::new(
-        &cluster.info.access_key_id,
-        &cluster.info.secret_access_key,
-        None,
-        None,
-        "test",
-    );
-    let identity = credentials.into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&cluster.info.region)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()?
-        .into();
-    let headers = [("host".to_owned(), host), ("content-length".to_owned(), sent.len().to_string())];
-    let signable = SignableRequest::new(
-        "PUT",
-        &url,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        SignableBody::Bytes(claimed),
-    )?;
-    let (instructions, _) = sign(signable, &params)?.into_parts();
-    let mut builder = http::Request::builder().method("PUT").uri(&url);
-    for (name, value) in &headers {
-        builder = builder.header(name, value);
-    }
-    let mut request = builder.body(Full::new(Bytes::copy_from_slice(sent)))?;
-    instructions.apply_to_request_http1x(&mut request);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let response = client.request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    send_signed(cluster, "PUT", &url, &host, claimed, sent).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

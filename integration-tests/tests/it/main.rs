@@ -13,6 +13,7 @@ mod metadata;
 mod multipart;
 mod objects;
 mod python_clients;
+mod virtual_host;
 
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
@@ -59,4 +60,66 @@ where
         done??;
     }
     Ok(())
+}
+
+/// Sends a SigV4-signed request to the cluster's S3 port: signed for `url` with `host` as the
+/// Host header, promising `signed_body` as the payload and sending `sent_body`. Returns the
+/// status and body text.
+pub async fn send_signed(
+    cluster: &cairn_integration_tests::DevCluster,
+    method: &str,
+    url: &str,
+    host: &str,
+    signed_body: &[u8],
+    sent_body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        UriPathNormalizationMode, sign,
+    };
+    use http_body_util::BodyExt;
+
+    let credentials = aws_credential_types::Credentials::new(
+        &cluster.info.access_key_id,
+        &cluster.info.secret_access_key,
+        None,
+        None,
+        "test",
+    );
+    let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&cluster.info.region)
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()?
+        .into();
+    let headers = [("host".to_owned(), host.to_owned()), ("content-length".to_owned(), sent_body.len().to_string())];
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(signed_body),
+    )?;
+    let (instructions, _) = sign(signable, &params)?.into_parts();
+    // Whatever host the URL names, the request goes to the cluster's loopback port.
+    let uri: http::Uri = url.parse()?;
+    let target = format!("{}{}", cluster.info.s3_endpoint, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut builder = http::Request::builder().method(method).uri(&target);
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    let mut request = builder.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(sent_body)))?;
+    instructions.apply_to_request_http1x(&mut request);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
