@@ -176,6 +176,9 @@ pub struct ObjectVersion {
     /// Who besides the bucket owner may read the object.
     #[serde(default)]
     pub acl: CannedAcl,
+    /// Object tags, in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// A flexible checksum algorithm of S3.
@@ -415,6 +418,9 @@ pub struct UploadRecord {
     /// The ACL the completed object gets.
     #[serde(default)]
     pub acl: CannedAcl,
+    /// The tags the completed object gets.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// One uploaded part of a multipart upload (a re-upload replaces it).
@@ -529,6 +535,7 @@ mod tests {
             parts: PartList::Table { count: 10_000 },
             checksum: None,
             acl: CannedAcl::Private,
+            tags: vec![],
         };
         assert_eq!(version.part_count(), 10_000);
         assert!(encode_record(&version).len() < 512);

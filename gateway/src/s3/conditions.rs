@@ -99,6 +99,7 @@ mod tests {
             parts: cairn_storage_node::manifest::PartList::Inline(vec![]),
             checksum: None,
             acl: Default::default(),
+            tags: vec![],
         }
     }
 

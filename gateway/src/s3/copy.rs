@@ -14,6 +14,7 @@ use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::{object_stream, read_version};
 use super::put_object::{ObjectAttributes, check_write_conditions, commit_single_part, object_attributes};
+use super::tagging::tags_from_header;
 use super::upload::{Expected, MAX_PUT_BYTES, Payload, StoredBody, store_payload};
 use super::xml::XmlWriter;
 use super::{Gateway, S3Request, xml_response};
@@ -84,7 +85,7 @@ pub async fn copy_bytes(
 pub fn copied_attributes(request: &S3Request, source: &CopySource) -> Result<ObjectAttributes, S3Error> {
     let directive = request.header("x-amz-metadata-directive").unwrap_or("COPY");
     if directive.eq_ignore_ascii_case("REPLACE") {
-        return object_attributes(request);
+        return Ok(ObjectAttributes { tags: copied_tags(request, source)?, ..object_attributes(request)? });
     }
     if !directive.eq_ignore_ascii_case("COPY") {
         return Err(S3Error::InvalidArgument("Unknown metadata directive.".into()));
@@ -107,7 +108,19 @@ pub fn copied_attributes(request: &S3Request, source: &CopySource) -> Result<Obj
         user_metadata: source.version.user_metadata.clone(),
         // The ACL is never copied: the new object gets the one the request asks for.
         acl: requested_acl(request)?,
+        tags: copied_tags(request, source)?,
     })
+}
+
+/// The tags of a copy: the source's (`x-amz-tagging-directive: COPY`, the default) or the
+/// request's (`REPLACE`).
+fn copied_tags(request: &S3Request, source: &CopySource) -> Result<Vec<(String, String)>, S3Error> {
+    match request.header("x-amz-tagging-directive") {
+        None => Ok(source.version.tags.clone()),
+        Some(d) if d.eq_ignore_ascii_case("COPY") => Ok(source.version.tags.clone()),
+        Some(d) if d.eq_ignore_ascii_case("REPLACE") => tags_from_header(request),
+        Some(_) => Err(S3Error::InvalidArgument("Unknown tagging directive.".into())),
+    }
 }
 
 /// CopyObject.

@@ -63,6 +63,9 @@ pub enum S3Error {
     /// The request is invalid as a whole.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A tag set breaks S3's tagging rules.
+    #[error("{0}")]
+    InvalidTag(String),
     /// The requested part does not exist.
     #[error("The requested partnumber is not satisfiable")]
     InvalidPartNumber,
@@ -149,6 +152,7 @@ impl S3Error {
             Self::InvalidRequest(_) => "InvalidRequest",
             Self::InvalidRange => "InvalidRange",
             Self::InvalidPartNumber => "InvalidPartNumber",
+            Self::InvalidTag(_) => "InvalidTag",
             Self::MalformedXml => "MalformedXML",
             Self::KeyTooLongError => "KeyTooLongError",
             Self::MetadataTooLarge => "MetadataTooLarge",

@@ -272,6 +272,9 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     }
     set_object_headers(&mut response, &version);
 
+    if !version.tags.is_empty() {
+        set_header(&mut response, "x-amz-tagging-count", &version.tags.len().to_string());
+    }
     if let (Some(_), PartList::Table { count }) = (part_number, &version.parts) {
         set_header(&mut response, "x-amz-mp-parts-count", &count.to_string());
     }

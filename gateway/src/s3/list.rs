@@ -25,7 +25,7 @@ pub enum Entry {
         /// Its key.
         key: String,
         /// Its current version.
-        version: ObjectVersion,
+        version: Box<ObjectVersion>,
     },
     /// Keys rolled up by the delimiter.
     CommonPrefix(String),
@@ -119,7 +119,7 @@ pub async fn list_page(
                     S3Error::InternalError
                 })?;
                 last_emitted = Some(key_bytes.to_vec());
-                entries.push(Entry::Object { key: key.to_owned(), version });
+                entries.push(Entry::Object { key: key.to_owned(), version: Box::new(version) });
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod get_object;
 pub mod list;
 pub mod multipart;
 pub mod put_object;
+pub mod tagging;
 pub mod upload;
 pub mod uploads;
 pub mod xml;
@@ -167,6 +168,7 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
     }
     let request = S3Request { method: parts.method, headers: parts.headers, query, bucket, key, auth };
 
+    check_subresource_method(&request)?;
     let method = request.method.clone();
     match (&request.bucket, &request.key) {
         (None, _) => match method {
@@ -187,6 +189,9 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
         },
         (Some(_), Some(_)) => match method {
             Method::PUT if request.has_query("acl") => access::put_object_acl(gateway, &request).await,
+            Method::PUT if request.has_query("tagging") => {
+                tagging::put_object_tagging(gateway, &request, Some(body)).await
+            }
             Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
                 multipart::upload_part_copy(gateway, &request).await
             }
@@ -197,6 +202,10 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             Method::PUT => put_object::put_object(gateway, &request, body).await,
             Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
             Method::GET if request.has_query("acl") => access::get_object_acl(gateway, &request).await,
+            Method::GET if request.has_query("tagging") => tagging::get_object_tagging(gateway, &request).await,
+            Method::DELETE if request.has_query("tagging") => {
+                tagging::put_object_tagging(gateway, &request, None).await
+            }
             Method::GET => get_object::get_object(gateway, &request, true).await,
             Method::HEAD => get_object::get_object(gateway, &request, false).await,
             Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
@@ -206,6 +215,37 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             _ => Err(S3Error::MethodNotAllowed),
         },
     }
+}
+
+/// Subresources and the methods that have an operation on them, on a bucket and on an object.
+/// Any other method is refused before routing, so a subresource never reaches the data
+/// operation of its method (DELETE `?acl` must not delete the object).
+const SUBRESOURCE_METHODS: &[(&str, &[Method], &[Method])] = &[
+    ("acl", &[Method::GET, Method::PUT], &[Method::GET, Method::PUT]),
+    ("tagging", &[], &[Method::GET, Method::PUT, Method::DELETE]),
+    ("location", &[Method::GET], &[]),
+    ("uploads", &[Method::GET], &[Method::POST]),
+    ("uploadId", &[], &[Method::GET, Method::PUT, Method::POST, Method::DELETE]),
+    ("delete", &[Method::POST], &[]),
+];
+
+fn check_subresource_method(request: &S3Request) -> Result<(), S3Error> {
+    if request.bucket.is_none() {
+        return Ok(());
+    }
+    for (name, on_bucket, on_object) in SUBRESOURCE_METHODS {
+        if !request.has_query(name) {
+            continue;
+        }
+        let (allowed, level) = if request.key.is_some() { (on_object, "object") } else { (on_bucket, "bucket") };
+        if allowed.is_empty() {
+            return Err(S3Error::NotImplemented(format!("the `{name}` subresource of a {level}")));
+        }
+        if !allowed.contains(&request.method) {
+            return Err(S3Error::MethodNotAllowed);
+        }
+    }
+    Ok(())
 }
 
 /// Query parameters of the operations Cairn implements (and those every client may add).
@@ -231,6 +271,7 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "location",
     "delete",
     "acl",
+    "tagging",
     "versionId",
     "AWSAccessKeyId",
     "Signature",
@@ -316,7 +357,7 @@ mod tests {
 
     #[test]
     fn unknown_subresources_are_not_data_operations() {
-        for name in ["tagging", "versioning", "policy", "retention"] {
+        for name in ["versioning", "policy", "retention", "cors"] {
             assert!(!is_known_query_parameter(name), "{name}");
         }
         for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {

@@ -73,7 +73,7 @@ async fn read_upload(gateway: &Gateway, target: &UploadTarget) -> Result<UploadR
 pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::NoSuchKey)?;
-    let ObjectAttributes { content_type, headers, user_metadata, acl } = object_attributes(request)?;
+    let ObjectAttributes { content_type, headers, user_metadata, acl, tags } = object_attributes(request)?;
     let checksum = requested_checksum(request)?;
     let upload_id = Uuid::now_v7();
     let shard = index_shard(&key, bucket.index_shards);
@@ -87,6 +87,7 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
         user_metadata,
         checksum,
         acl,
+        tags,
     };
     let row = RowWrite {
         key: manifest::upload_key(bucket.bucket_id, shard, &key, upload_id),
@@ -382,6 +383,7 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
         parts: PartList::Table { count: parts.len() as u32 },
         checksum: object_checksum,
         acl: upload.acl,
+        tags: upload.tags,
     };
     let table = PartTable { format: RECORD_FORMAT_VERSION, parts };
     // The part table, the object and the end of the upload land in one batch on the same

@@ -17,6 +17,7 @@ use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::read_version;
+use super::tagging::tags_from_header;
 use super::upload::{StoredBody, store_body};
 use super::{Gateway, S3Request, set_header};
 use crate::replication::RowWrite;
@@ -38,6 +39,8 @@ pub struct ObjectAttributes {
     pub user_metadata: Vec<(String, String)>,
     /// Canned ACL (`x-amz-acl`).
     pub acl: CannedAcl,
+    /// Tags (`x-amz-tagging`).
+    pub tags: Vec<(String, String)>,
 }
 
 /// The content type, standard headers and user metadata of an upload.
@@ -68,7 +71,13 @@ pub fn object_attributes(request: &S3Request) -> Result<ObjectAttributes, S3Erro
     if user_bytes > MAX_USER_METADATA_BYTES {
         return Err(S3Error::MetadataTooLarge);
     }
-    Ok(ObjectAttributes { content_type, headers, user_metadata: user, acl: requested_acl(request)? })
+    Ok(ObjectAttributes {
+        content_type,
+        headers,
+        user_metadata: user,
+        acl: requested_acl(request)?,
+        tags: tags_from_header(request)?,
+    })
 }
 
 /// Checks the conditions of a write against the current version: `If-None-Match: *` (only
@@ -112,7 +121,7 @@ pub async fn commit_single_part(
     attributes: ObjectAttributes,
     stored: &StoredBody,
 ) -> Result<ObjectVersion, S3Error> {
-    let ObjectAttributes { content_type, headers, user_metadata, acl } = attributes;
+    let ObjectAttributes { content_type, headers, user_metadata, acl, tags } = attributes;
     let etag = hex::encode(stored.md5);
     let version = ObjectVersion {
         format: RECORD_FORMAT_VERSION,
@@ -127,6 +136,7 @@ pub async fn commit_single_part(
         parts: PartList::Inline(vec![PartRef { number: 1, chunk_set: stored.chunk_set, size: stored.size, etag }]),
         checksum: Some(stored.checksum()),
         acl,
+        tags,
     };
     let shard = index_shard(key, bucket.index_shards);
     let rows = vec![

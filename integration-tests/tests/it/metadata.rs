@@ -56,13 +56,77 @@ async fn unknown_subresources_do_not_touch_data() -> anyhow::Result<()> {
     let tagging = aws_sdk_s3::types::Tagging::builder()
         .tag_set(aws_sdk_s3::types::Tag::builder().key("a").value("b").build()?)
         .build()?;
-    let err = s3.put_object_tagging().bucket("subres").key("k").tagging(tagging).send().await.unwrap_err();
+    // Bucket tagging is not an object listing or a bucket creation.
+    let err = s3.put_bucket_tagging().bucket("subres").tagging(tagging).send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
-    let err = s3.delete_object_tagging().bucket("subres").key("k").send().await.unwrap_err();
+    let err = s3.get_bucket_tagging().bucket("subres").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
+    let err = s3.put_object_retention().bucket("subres").key("k").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
     let err = s3.delete_bucket_policy().bucket("subres").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
     assert_eq!(get(&s3, "subres", "k").await?, b"payload");
     s3.head_bucket().bucket("subres").send().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_tags_are_set_read_counted_copied_and_removed() -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("tags").send().await?;
+    s3.put_object()
+        .bucket("tags")
+        .key("k")
+        .tagging("project=cairn&team=storage%20core")
+        .body(b"tagged".to_vec().into())
+        .send()
+        .await?;
+    let tags = |out: &[Tag]| -> Vec<(String, String)> {
+        out.iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+    };
+    let read = s3.get_object_tagging().bucket("tags").key("k").send().await?;
+    assert_eq!(tags(read.tag_set()), vec![("project".into(), "cairn".into()), ("team".into(), "storage core".into())]);
+    assert_eq!(s3.get_object().bucket("tags").key("k").send().await?.tag_count(), Some(2));
+
+    let replaced = Tagging::builder().tag_set(Tag::builder().key("only").value("one").build()?).build()?;
+    s3.put_object_tagging().bucket("tags").key("k").tagging(replaced).send().await?;
+    let read = s3.get_object_tagging().bucket("tags").key("k").send().await?;
+    assert_eq!(tags(read.tag_set()), vec![("only".into(), "one".into())]);
+    assert_eq!(get(&s3, "tags", "k").await?, b"tagged");
+
+    // Copies keep the tags unless told to replace them.
+    s3.copy_object().bucket("tags").key("copy").copy_source("tags/k").send().await?;
+    assert_eq!(s3.get_object_tagging().bucket("tags").key("copy").send().await?.tag_set().len(), 1);
+    s3.copy_object()
+        .bucket("tags")
+        .key("retagged")
+        .copy_source("tags/k")
+        .tagging_directive(TaggingDirective::Replace)
+        .tagging("a=1&b=2&c=3")
+        .send()
+        .await?;
+    assert_eq!(s3.get_object_tagging().bucket("tags").key("retagged").send().await?.tag_set().len(), 3);
+
+    // Eleven tags, or a repeated key, are refused.
+    let eleven: String = (0..11).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&");
+    let err =
+        s3.put_object().bucket("tags").key("many").tagging(eleven).body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidTag"));
+    let err = s3
+        .put_object()
+        .bucket("tags")
+        .key("dup")
+        .tagging("a=1&a=2")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidTag"));
+
+    s3.delete_object_tagging().bucket("tags").key("k").send().await?;
+    assert!(s3.get_object_tagging().bucket("tags").key("k").send().await?.tag_set().is_empty());
+    assert_eq!(s3.get_object().bucket("tags").key("k").send().await?.tag_count(), None);
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! Object tagging: up to ten key/value tags per object, set at upload (`x-amz-tagging`) or with
+//! PutObjectTagging, read with GetObjectTagging, counted on GET (`x-amz-tagging-count`).
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use cairn_storage_node::manifest::{encode_record, index_shard, metadata_placement_key, object_key};
+use http::StatusCode;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+use super::access::{Access, resolve_bucket};
+use super::error::S3Error;
+use super::get_object::read_version;
+use super::upload::{BodyChecksums, read_small_body};
+use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
+use super::{Gateway, S3Request, xml_response};
+use crate::replication::RowWrite;
+
+/// Most tags on one object.
+pub const MAX_OBJECT_TAGS: usize = 10;
+/// Longest tag key, in characters.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// Longest tag value, in characters.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// Checks a tag set against S3's rules.
+pub fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
+    if tags.len() > MAX_OBJECT_TAGS {
+        return Err(S3Error::InvalidTag("Object tags cannot be greater than 10".into()));
+    }
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if key.is_empty() || key.chars().count() > MAX_TAG_KEY_CHARS {
+            return Err(S3Error::InvalidTag("The TagKey you have provided is invalid".into()));
+        }
+        if value.chars().count() > MAX_TAG_VALUE_CHARS {
+            return Err(S3Error::InvalidTag("The TagValue you have provided is invalid".into()));
+        }
+        if tags[..i].iter().any(|(other, _)| other == key) {
+            return Err(S3Error::InvalidTag("Cannot provide multiple Tags with the same key".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The tags of an `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
+pub fn tags_from_header(request: &S3Request) -> Result<Vec<(String, String)>, S3Error> {
+    let Some(header) = request.header("x-amz-tagging") else { return Ok(Vec::new()) };
+    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let tags: Vec<(String, String)> = header
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect();
+    validate(&tags)?;
+    Ok(tags)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaggingDocument {
+    tag_set: TagSet,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagSet {
+    #[serde(default)]
+    tag: Vec<TagElement>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagElement {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// GetObjectTagging.
+pub async fn get_object_tagging(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    let mut xml = XmlWriter::new("Tagging");
+    xml.open("TagSet");
+    for (key, value) in &version.tags {
+        xml.open("Tag").element("Key", key).element("Value", value).close("Tag");
+    }
+    xml.close("TagSet");
+    Ok(xml_response(xml.finish("Tagging")))
+}
+
+/// PutObjectTagging (`body`) and DeleteObjectTagging (`None`): rewrites the current
+/// version's row with the new tags. A write that lands between the read and this rewrite can
+/// be overtaken by it.
+pub async fn put_object_tagging(
+    gateway: &Gateway,
+    request: &S3Request,
+    body: Option<Body>,
+) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
+    let tags = match body {
+        Some(body) => {
+            let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::All).await?;
+            let document: TaggingDocument = super::xml::parse(&body)?;
+            let tags: Vec<(String, String)> = document.tag_set.tag.into_iter().map(|t| (t.key, t.value)).collect();
+            validate(&tags)?;
+            tags
+        }
+        None => Vec::new(),
+    };
+    let mut version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    version.tags = tags;
+    let shard = index_shard(key, bucket.index_shards);
+    let row =
+        RowWrite { key: object_key(bucket.bucket_id, shard, key), tombstone: false, value: encode_record(&version) };
+    gateway
+        .replication
+        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
+        .await?;
+    Ok(if request.method == http::Method::DELETE {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::OK.into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn tag_sets_follow_s3_rules() {
+        assert!(validate(&tags(&[("a", ""), ("b", "x")])).is_ok());
+        assert!(validate(&tags(&[("a", "1"), ("a", "2")])).is_err());
+        assert!(validate(&tags(&[("", "1")])).is_err());
+        assert!(validate(&[("k".repeat(129), String::new())]).is_err());
+        assert!(validate(&[("k".into(), "v".repeat(257))]).is_err());
+        let eleven: Vec<(String, String)> = (0..11).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(validate(&eleven).is_err());
+    }
+}
