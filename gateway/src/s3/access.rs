@@ -41,6 +41,9 @@ fn denied() -> S3Error {
 pub fn resolve_bucket(gateway: &Gateway, request: &S3Request, access: Access) -> Result<BucketInfo, S3Error> {
     let name = request.bucket.as_deref().ok_or(S3Error::NoSuchBucket)?;
     let bucket = gateway.replication.cluster().bucket(name).ok_or(S3Error::NoSuchBucket)?;
+    if request.header("x-amz-expected-bucket-owner").is_some_and(|owner| owner != bucket.owner_key) {
+        return Err(denied());
+    }
     let anonymous = request.auth.is_anonymous();
     let allowed = is_owner(&bucket, request)
         || match access {
@@ -52,12 +55,18 @@ pub fn resolve_bucket(gateway: &Gateway, request: &S3Request, access: Access) ->
     if allowed { Ok(bucket) } else { Err(denied()) }
 }
 
-/// Checks that the requester may read `version` of an object of `bucket`.
-pub fn check_object_read(bucket: &BucketInfo, version: &ObjectVersion, request: &S3Request) -> Result<(), S3Error> {
-    if is_owner(bucket, request) || version.acl.grants_read(request.auth.is_anonymous()) {
-        Ok(())
-    } else {
-        Err(denied())
+/// The version a read returns, if the requester may read it. Whether a key exists is told
+/// only to those who may list the bucket: others get AccessDenied either way.
+pub fn readable_version(
+    bucket: &BucketInfo,
+    version: Option<ObjectVersion>,
+    request: &S3Request,
+) -> Result<ObjectVersion, S3Error> {
+    let anonymous = request.auth.is_anonymous();
+    match version {
+        Some(version) if is_owner(bucket, request) || version.acl.grants_read(anonymous) => Ok(version),
+        None if is_owner(bucket, request) || bucket.acl.grants_read(anonymous) => Err(S3Error::NoSuchKey),
+        _ => Err(denied()),
     }
 }
 
@@ -72,10 +81,16 @@ pub fn requested_acl(request: &S3Request) -> Result<CannedAcl, S3Error> {
     if let Some(name) = request.headers.keys().map(|n| n.as_str()).find(|n| n.starts_with("x-amz-grant-")) {
         return Err(S3Error::NotImplemented(format!("the {name} header (use a canned x-amz-acl)")));
     }
-    match request.header("x-amz-acl") {
+    match request.header("x-amz-acl").map(str::trim) {
         None => Ok(CannedAcl::Private),
-        Some(name) => CannedAcl::from_name(name)
-            .ok_or_else(|| S3Error::InvalidArgument(format!("{name} is not a supported canned ACL"))),
+        // The bucket owner always has full control of every object in Cairn.
+        Some("bucket-owner-full-control" | "bucket-owner-read") => Ok(CannedAcl::Private),
+        Some(name @ ("aws-exec-read" | "log-delivery-write")) => {
+            Err(S3Error::NotImplemented(format!("the {name} canned ACL")))
+        }
+        Some(name) => {
+            CannedAcl::from_name(name).ok_or_else(|| S3Error::InvalidArgument(format!("{name} is not a canned ACL")))
+        }
     }
 }
 

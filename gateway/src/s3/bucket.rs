@@ -33,21 +33,59 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
         && !name.ends_with("-s3alias")
 }
 
-/// ListBuckets: the buckets the requester owns.
+/// Most buckets one ListBuckets page returns when `max-buckets` is given.
+pub const MAX_LIST_BUCKETS: usize = 10_000;
+
+/// ListBuckets: the buckets the requester owns, optionally by prefix and in pages.
 pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     check_signed(request)?;
+    let query = |name: &str| request.query.get(name).map(String::as_str);
+    let prefix = query("prefix").unwrap_or("");
+    let max = match query("max-buckets") {
+        None => usize::MAX,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_BUCKETS).contains(n))
+            .ok_or_else(|| S3Error::InvalidArgument(format!("max-buckets must be 1..={MAX_LIST_BUCKETS}")))?,
+    };
+    // The token is the hex of the last name listed.
+    let after = query("continuation-token")
+        .map(|t| {
+            hex::decode(t)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| S3Error::InvalidArgument("The continuation token provided is incorrect".into()))
+        })
+        .transpose()?;
+    // Every bucket lives in this cluster's one region.
+    let in_region = query("bucket-region").is_none_or(|r| r == gateway.config.region);
     let state = gateway.state();
     let owner = &request.auth.access_key_id;
+    let mut buckets = state
+        .buckets
+        .values()
+        .filter(|b| in_region && b.owner_key == *owner && b.name.starts_with(prefix))
+        .filter(|b| after.as_ref().is_none_or(|after| b.name > *after));
+    let page: Vec<_> = buckets.by_ref().take(max).collect();
+    let more = buckets.next().is_some();
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
     xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
     xml.open("Buckets");
-    for bucket in state.buckets.values().filter(|b| b.owner_key == *owner) {
+    for bucket in &page {
         xml.open("Bucket")
             .element("Name", &bucket.name)
             .element("CreationDate", &iso8601(bucket.created_ms))
+            .element("BucketRegion", &gateway.config.region)
             .close("Bucket");
     }
     xml.close("Buckets");
+    if let (true, Some(last)) = (more, page.last()) {
+        xml.element("ContinuationToken", &hex::encode(&last.name));
+    }
+    if !prefix.is_empty() {
+        xml.element("Prefix", prefix);
+    }
     Ok(xml_response(xml.finish("ListAllMyBucketsResult")))
 }
 

@@ -8,7 +8,7 @@ use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{ChecksumAlgorithm, ObjectVersion};
 use percent_encoding::percent_decode_str;
 
-use super::access::{Access, check_object_read, requested_acl, resolve_bucket};
+use super::access::{Access, readable_version, requested_acl, resolve_bucket};
 use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
@@ -47,8 +47,7 @@ pub async fn read_source(gateway: &Gateway, request: &S3Request) -> Result<CopyS
         S3Error::InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into())
     })?;
     let bucket = gateway.replication.cluster().bucket(bucket_name).ok_or(S3Error::NoSuchBucket)?;
-    let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
-    check_object_read(&bucket, &version, request)?;
+    let version = readable_version(&bucket, read_version(gateway, &bucket, key).await?, request)?;
     // S3 answers 412 to every failed copy-source condition, 304 included.
     if Conditions::of(request, "x-amz-copy-source-").evaluate(Some(&version)) != Verdict::Proceed {
         return Err(S3Error::PreconditionFailed);

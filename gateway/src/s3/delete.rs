@@ -42,6 +42,9 @@ async fn delete_keys(gateway: &Gateway, bucket: &BucketInfo, shard: u16, keys: &
 pub async fn delete_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
+    if request.query.get("versionId").is_some_and(|v| v != "null") {
+        return Err(S3Error::NoSuchVersion);
+    }
     delete_keys(gateway, &bucket, index_shard(&key, bucket.index_shards), &[key]).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -85,7 +88,9 @@ pub async fn delete_objects(gateway: &Arc<Gateway>, request: &S3Request, body: B
     let failure = |e: &S3Error| Some((e.code(), e.to_string()));
     let mut by_shard: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, object) in listed.object.iter().enumerate() {
-        if object.key.is_empty() || object.key.len() > MAX_KEY_BYTES {
+        if object.key.is_empty() {
+            results.insert(i, failure(&S3Error::InvalidArgument("Object key must not be empty".into())));
+        } else if object.key.len() > MAX_KEY_BYTES {
             results.insert(i, failure(&S3Error::KeyTooLongError));
         } else if object.version_id.as_deref().is_some_and(|v| v != "null") {
             // Unversioned buckets hold only the `null` version.

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http::StatusCode;
 
-use super::access::{Access, check_object_read, is_owner, resolve_bucket};
+use super::access::{Access, readable_version, resolve_bucket};
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::multipart::MAX_PART_NUMBER;
@@ -209,18 +209,7 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     if request.query.get("versionId").is_some_and(|v| v != "null") {
         return Err(S3Error::NoSuchVersion);
     }
-    let version = read_version(gateway, &bucket, key).await?;
-    // Whether a key exists is not told to those who may not read it.
-    let version = match version {
-        Some(version) => {
-            check_object_read(&bucket, &version, request)?;
-            version
-        }
-        None if is_owner(&bucket, request) || bucket.acl.grants_read(request.auth.is_anonymous()) => {
-            return Err(S3Error::NoSuchKey);
-        }
-        None => return Err(S3Error::AccessDenied("Access Denied".into())),
-    };
+    let version = readable_version(&bucket, read_version(gateway, &bucket, key).await?, request)?;
     match Conditions::of(request, "").evaluate(Some(&version)) {
         Verdict::Proceed => {}
         Verdict::PreconditionFailed => return Err(S3Error::PreconditionFailed),

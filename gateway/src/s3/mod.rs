@@ -169,6 +169,7 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
     let request = S3Request { method: parts.method, headers: parts.headers, query, bucket, key, auth };
 
     check_subresource_method(&request)?;
+    check_unsupported_headers(&request)?;
     let method = request.method.clone();
     match (&request.bucket, &request.key) {
         (None, _) => match method {
@@ -248,6 +249,32 @@ fn check_subresource_method(request: &S3Request) -> Result<(), S3Error> {
     Ok(())
 }
 
+/// Headers that ask for something Cairn does not do; accepting them silently would let the
+/// client believe its data is encrypted or locked.
+const UNSUPPORTED_HEADER_PREFIXES: [&str; 4] = [
+    "x-amz-server-side-encryption",
+    "x-amz-object-lock-",
+    "x-amz-website-redirect-location",
+    "x-amz-bucket-object-lock-enabled",
+];
+
+fn check_unsupported_headers(request: &S3Request) -> Result<(), S3Error> {
+    for name in request.headers.keys().map(|n| n.as_str()) {
+        if UNSUPPORTED_HEADER_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            // `x-amz-bucket-object-lock-enabled: false` asks for nothing.
+            let off = name == "x-amz-bucket-object-lock-enabled"
+                && request.header(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+            if !off {
+                return Err(S3Error::NotImplemented(format!("the {name} header")));
+            }
+        }
+    }
+    match request.header("x-amz-storage-class").map(str::trim) {
+        None | Some("STANDARD") => Ok(()),
+        Some(class) => Err(S3Error::NotImplemented(format!("the {class} storage class"))),
+    }
+}
+
 /// Query parameters of the operations Cairn implements (and those every client may add).
 const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "list-type",
@@ -269,6 +296,8 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "upload-id-marker",
     "part-number-marker",
     "location",
+    "max-buckets",
+    "bucket-region",
     "delete",
     "acl",
     "tagging",

@@ -54,6 +54,17 @@ async fn owners_acls_and_anonymous_requests() -> anyhow::Result<()> {
         out.buckets().iter().filter_map(|b| b.name().map(str::to_owned)).collect()
     };
     assert_eq!(names(bob.list_buckets().send().await?), vec!["bob-bucket"]);
+    // Prefix and pages.
+    for name in ["bob-b", "bob-c", "other-bob"] {
+        bob.create_bucket().bucket(name).send().await?;
+    }
+    assert_eq!(names(bob.list_buckets().prefix("bob-").send().await?), vec!["bob-b", "bob-bucket", "bob-c"]);
+    let first = bob.list_buckets().max_buckets(2).send().await?;
+    let token = first.continuation_token().map(str::to_owned);
+    assert_eq!(names(first), vec!["bob-b", "bob-bucket"]);
+    let rest = bob.list_buckets().max_buckets(2).set_continuation_token(token).send().await?;
+    assert!(rest.continuation_token().is_none());
+    assert_eq!(names(rest), vec!["bob-c", "other-bob"]);
     assert!(!names(alice.list_buckets().send().await?).contains(&"bob-bucket".to_owned()));
 
     // A private bucket is closed to other keys and to anonymous requests.

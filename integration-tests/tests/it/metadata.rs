@@ -65,6 +65,35 @@ async fn unknown_subresources_do_not_touch_data() -> anyhow::Result<()> {
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
     let err = s3.delete_bucket_policy().bucket("subres").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
+    // Encryption, object lock and other storage classes are refused, never pretended.
+    use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+    let body = || aws_sdk_s3::primitives::ByteStream::from(b"x".to_vec());
+    let err = s3
+        .put_object()
+        .bucket("subres")
+        .key("k")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(body())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
+    let err = s3
+        .put_object()
+        .bucket("subres")
+        .key("k")
+        .storage_class(StorageClass::Glacier)
+        .body(body())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
+    s3.put_object().bucket("subres").key("std").storage_class(StorageClass::Standard).body(body()).send().await?;
+    // A wrong expected owner is refused; a version other than `null` does not exist.
+    let err = s3.get_object().bucket("subres").key("k").expected_bucket_owner("someone-else").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("AccessDenied"));
+    let err = s3.delete_object().bucket("subres").key("k").version_id("3HL4kqtJlcpXroDTDmJ").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("NoSuchVersion"));
     assert_eq!(get(&s3, "subres", "k").await?, b"payload");
     s3.head_bucket().bucket("subres").send().await?;
     Ok(())
