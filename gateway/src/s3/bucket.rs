@@ -151,6 +151,13 @@ pub fn get_bucket_location(gateway: &Gateway, request: &S3Request) -> Result<Res
     Ok(xml_response(body))
 }
 
+/// GetBucketVersioning: versioning was never enabled, which S3 answers with an empty
+/// configuration.
+pub fn get_bucket_versioning(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    resolve_bucket(gateway, request, Access::Owner)?;
+    Ok(xml_response(XmlWriter::new("VersioningConfiguration").finish("VersioningConfiguration")))
+}
+
 /// DeleteBucket: only an empty bucket.
 pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Owner)?;

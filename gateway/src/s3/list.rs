@@ -228,6 +228,8 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
             xml.element("NextMarker", &encode(&next));
         }
     }
+    // v1 always names the owner; v2 only when asked.
+    let with_owner = !v2 || request.query.get("fetch-owner").is_some_and(|v| v == "true");
     for entry in &page.entries {
         match entry {
             Entry::Object { key, version } => {
@@ -235,9 +237,11 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
                     .element("Key", &encode(key))
                     .element("LastModified", &iso8601(version.last_modified_ms))
                     .element("ETag", &format!("\"{}\"", version.etag))
-                    .element("Size", &version.size.to_string())
-                    .element("StorageClass", "STANDARD")
-                    .close("Contents");
+                    .element("Size", &version.size.to_string());
+                if with_owner {
+                    owner_element(&mut xml, &bucket.owner_key);
+                }
+                xml.element("StorageClass", "STANDARD").close("Contents");
             }
             Entry::CommonPrefix(common) => {
                 xml.open("CommonPrefixes").element("Prefix", &encode(common)).close("CommonPrefixes");
@@ -245,6 +249,77 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
         }
     }
     Ok(xml_response(xml.finish("ListBucketResult")))
+}
+
+fn owner_element(xml: &mut XmlWriter, owner: &str) {
+    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
+}
+
+/// ListObjectVersions: an unversioned bucket holds one version of each key, whose id is
+/// `null`, as S3 answers for buckets that never had versioning enabled.
+pub async fn list_object_versions(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Read)?;
+    let query = |name: &str| request.query.get(name).map(String::as_str);
+    let prefix = query("prefix").unwrap_or("");
+    let delimiter = query("delimiter").filter(|d| !d.is_empty());
+    let max_keys = match query("max-keys") {
+        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("max-keys must be a number".into()))?,
+        None => MAX_LIST_KEYS,
+    }
+    .min(MAX_LIST_KEYS);
+    let url = match query("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => return Err(S3Error::InvalidArgument("Invalid Encoding Method specified in Request".into())),
+    };
+    let encode = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let key_marker = query("key-marker").unwrap_or("");
+    let version_marker = query("version-id-marker");
+    if version_marker.is_some_and(|v| v != "null") {
+        return Err(S3Error::InvalidArgument("Invalid version id specified".into()));
+    }
+    if prefix.len() > MAX_KEY_BYTES || key_marker.len() > MAX_KEY_BYTES {
+        return Err(S3Error::InvalidArgument("prefix or key-marker too long".into()));
+    }
+    let start_after = (!key_marker.is_empty()).then_some(key_marker.as_bytes());
+    let page = list_page(gateway, &bucket, prefix, delimiter, start_after, max_keys).await?;
+
+    let mut xml = XmlWriter::new("ListVersionsResult");
+    xml.element("Name", &bucket.name)
+        .element("Prefix", &encode(prefix))
+        .element("KeyMarker", &encode(key_marker))
+        .element("VersionIdMarker", version_marker.unwrap_or(""));
+    if let Some(next) = &page.next_after {
+        let next = String::from_utf8_lossy(next.strip_suffix(&[0xFF]).unwrap_or(next)).into_owned();
+        xml.element("NextKeyMarker", &encode(&next)).element("NextVersionIdMarker", "null");
+    }
+    xml.element("MaxKeys", &max_keys.to_string());
+    if let Some(d) = delimiter {
+        xml.element("Delimiter", &encode(d));
+    }
+    if url {
+        xml.element("EncodingType", "url");
+    }
+    xml.element("IsTruncated", if page.next_after.is_some() { "true" } else { "false" });
+    for entry in &page.entries {
+        match entry {
+            Entry::Object { key, version } => {
+                xml.open("Version")
+                    .element("Key", &encode(key))
+                    .element("VersionId", "null")
+                    .element("IsLatest", "true")
+                    .element("LastModified", &iso8601(version.last_modified_ms))
+                    .element("ETag", &format!("\"{}\"", version.etag))
+                    .element("Size", &version.size.to_string());
+                owner_element(&mut xml, &bucket.owner_key);
+                xml.element("StorageClass", "STANDARD").close("Version");
+            }
+            Entry::CommonPrefix(common) => {
+                xml.open("CommonPrefixes").element("Prefix", &encode(common)).close("CommonPrefixes");
+            }
+        }
+    }
+    Ok(xml_response(xml.finish("ListVersionsResult")))
 }
 
 #[cfg(test)]

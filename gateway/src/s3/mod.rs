@@ -152,6 +152,15 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
         Err(auth::AuthError::MissingAuth) => Authenticated::anonymous(),
         Err(e) => return Err(e.into()),
     };
+    if let Some(region) = auth.region.as_deref()
+        && region != gateway.config.region
+    {
+        let message = format!("the region '{region}' is wrong; expecting '{}'", gateway.config.region);
+        return Err(match auth.version {
+            auth::SignatureVersion::V4Presigned => S3Error::AuthorizationQueryParametersError(message),
+            _ => S3Error::AuthorizationHeaderMalformed(message),
+        });
+    }
     let (bucket, key) = match host_bucket {
         // Virtual-hosted style: the whole path is the key.
         Some(bucket) => {
@@ -178,11 +187,16 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
         },
         (Some(_), None) => match method {
             Method::PUT if request.has_query("acl") => access::put_bucket_acl(gateway, &request).await,
+            Method::PUT if request.has_query("versioning") => {
+                Err(S3Error::NotImplemented("PutBucketVersioning".into()))
+            }
             Method::PUT => bucket::create_bucket(gateway, &request).await,
             Method::HEAD => bucket::head_bucket(gateway, &request),
             Method::DELETE => bucket::delete_bucket(gateway, &request).await,
             Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
             Method::GET if request.has_query("acl") => access::get_bucket_acl(gateway, &request),
+            Method::GET if request.has_query("versioning") => bucket::get_bucket_versioning(gateway, &request),
+            Method::GET if request.has_query("versions") => list::list_object_versions(gateway, &request).await,
             Method::GET if request.has_query("uploads") => uploads::list_uploads(gateway, &request).await,
             Method::GET => list::list_objects(gateway, &request).await,
             Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
@@ -228,6 +242,8 @@ const SUBRESOURCE_METHODS: &[(&str, &[Method], &[Method])] = &[
     ("uploads", &[Method::GET], &[Method::POST]),
     ("uploadId", &[], &[Method::GET, Method::PUT, Method::POST, Method::DELETE]),
     ("delete", &[Method::POST], &[]),
+    ("versioning", &[Method::GET, Method::PUT], &[]),
+    ("versions", &[Method::GET], &[]),
 ];
 
 fn check_subresource_method(request: &S3Request) -> Result<(), S3Error> {
@@ -301,6 +317,9 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "delete",
     "acl",
     "tagging",
+    "versioning",
+    "versions",
+    "version-id-marker",
     "versionId",
     "AWSAccessKeyId",
     "Signature",
@@ -386,7 +405,7 @@ mod tests {
 
     #[test]
     fn unknown_subresources_are_not_data_operations() {
-        for name in ["versioning", "policy", "retention", "cors"] {
+        for name in ["policy", "retention", "cors", "lifecycle"] {
             assert!(!is_known_query_parameter(name), "{name}");
         }
         for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {

@@ -117,3 +117,51 @@ async fn list_objects_v1_pages_through_common_prefixes() -> anyhow::Result<()> {
     }
     anyhow::bail!("ListObjects never finished: keys {seen_keys:?}, prefixes {seen_prefixes:?}")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_owners_and_versioning_of_an_unversioned_bucket() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("versions").send().await?;
+    for key in ["a", "b/1", "b/2", "c"] {
+        crate::put(&s3, "versions", key, key.as_bytes().to_vec()).await?;
+    }
+    let owner = cluster.info.access_key_id.as_str();
+
+    // Versioning was never enabled: an empty configuration, and enabling it is not offered.
+    let versioning = s3.get_bucket_versioning().bucket("versions").send().await?;
+    assert!(versioning.status().is_none());
+    let enable = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    let err = s3.put_bucket_versioning().bucket("versions").versioning_configuration(enable).send().await.unwrap_err();
+    assert_eq!(crate::error_code(&err).as_deref(), Some("NotImplemented"));
+
+    // Every object is its `null` version, latest, paged by key marker.
+    let first = s3.list_object_versions().bucket("versions").delimiter("/").max_keys(2).send().await?;
+    let keys: Vec<&str> = first.versions().iter().filter_map(|v| v.key()).collect();
+    assert_eq!(keys, vec!["a"]);
+    assert_eq!(first.common_prefixes().iter().filter_map(|p| p.prefix()).collect::<Vec<_>>(), vec!["b/"]);
+    assert!(first.versions().iter().all(|v| v.version_id() == Some("null") && v.is_latest() == Some(true)));
+    assert_eq!(first.versions()[0].owner().and_then(|o| o.id()), Some(owner));
+    assert_eq!(first.is_truncated(), Some(true));
+    let rest = s3
+        .list_object_versions()
+        .bucket("versions")
+        .delimiter("/")
+        .set_key_marker(first.next_key_marker().map(str::to_owned))
+        .set_version_id_marker(first.next_version_id_marker().map(str::to_owned))
+        .send()
+        .await?;
+    assert_eq!(rest.versions().iter().filter_map(|v| v.key()).collect::<Vec<_>>(), vec!["c"]);
+    assert_eq!(rest.is_truncated(), Some(false));
+
+    // fetch-owner on v2; v1 always names the owner.
+    let plain = s3.list_objects_v2().bucket("versions").send().await?;
+    assert!(plain.contents().iter().all(|o| o.owner().is_none()));
+    let owned = s3.list_objects_v2().bucket("versions").fetch_owner(true).send().await?;
+    assert!(owned.contents().iter().all(|o| o.owner().and_then(|o| o.id()) == Some(owner)));
+    let v1 = s3.list_objects().bucket("versions").send().await?;
+    assert!(v1.contents().iter().all(|o| o.owner().and_then(|o| o.id()) == Some(owner)));
+    Ok(())
+}
