@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use cairn_storage_node::control::{BucketInfo, CannedAcl, Command, CommandResult};
+use cairn_storage_node::control::{BucketChange, BucketInfo, CannedAcl};
 use cairn_storage_node::manifest::{ObjectVersion, encode_record, index_shard, metadata_placement_key, object_key};
 use http::StatusCode;
 
+use super::bucket::update_bucket;
 use super::error::S3Error;
 use super::get_object::read_version;
 use super::xml::XmlWriter;
@@ -145,22 +146,8 @@ pub fn get_bucket_acl(gateway: &Gateway, request: &S3Request) -> Result<Response
 pub async fn put_bucket_acl(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Owner)?;
     let acl = acl_of_put(request)?;
-    let command = Command::SetBucketAcl { name: bucket.name.clone(), bucket_id: bucket.bucket_id, acl };
-    let settled = |s: &cairn_storage_node::control::ClusterState| {
-        s.buckets.get(&bucket.name).is_none_or(|b| b.bucket_id != bucket.bucket_id || b.acl == acl)
-    };
-    let result = gateway.replication.cluster().command(&command, settled).await.map_err(|e| {
-        tracing::warn!(error = %e, "set bucket acl failed");
-        S3Error::ServiceUnavailable
-    })?;
-    match result {
-        CommandResult::Ok => Ok(StatusCode::OK.into_response()),
-        CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
-        other => {
-            tracing::warn!(?other, "unexpected set bucket acl result");
-            Err(S3Error::InternalError)
-        }
-    }
+    update_bucket(gateway, &bucket, BucketChange::Acl(acl)).await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// GetObjectAcl.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use cairn_storage_node::control::{Command, CommandResult, Consistency};
+use cairn_storage_node::control::{BucketChange, BucketInfo, ClusterState, Command, CommandResult, Consistency};
 use cairn_storage_node::manifest::DEFAULT_INDEX_SHARDS;
 use http::StatusCode;
 use uuid::Uuid;
@@ -151,6 +151,32 @@ pub fn get_bucket_location(gateway: &Gateway, request: &S3Request) -> Result<Res
     Ok(xml_response(body))
 }
 
+/// Changes one setting of a bucket through the control plane and waits until this gateway
+/// sees it applied.
+pub async fn update_bucket(gateway: &Gateway, bucket: &BucketInfo, change: BucketChange) -> Result<(), S3Error> {
+    let command =
+        Command::UpdateBucket { name: bucket.name.clone(), bucket_id: bucket.bucket_id, change: change.clone() };
+    let settled = |s: &ClusterState| {
+        s.buckets.get(&bucket.name).is_none_or(|b| {
+            let mut expected = b.clone();
+            change.apply_to(&mut expected);
+            b.bucket_id != bucket.bucket_id || *b == expected
+        })
+    };
+    let result = gateway.replication.cluster().command(&command, settled).await.map_err(|e| {
+        tracing::warn!(error = %e, "bucket update failed");
+        S3Error::ServiceUnavailable
+    })?;
+    match result {
+        CommandResult::Ok => Ok(()),
+        CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
+        other => {
+            tracing::warn!(?other, "unexpected bucket update result");
+            Err(S3Error::InternalError)
+        }
+    }
+}
+
 /// GetBucketVersioning: versioning was never enabled, which S3 answers with an empty
 /// configuration.
 pub fn get_bucket_versioning(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
@@ -166,9 +192,7 @@ pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
         return Err(S3Error::BucketNotEmpty);
     }
     let command = Command::DeleteBucket { name: bucket.name.clone(), bucket_id: bucket.bucket_id };
-    let settled = |s: &cairn_storage_node::control::ClusterState| {
-        s.buckets.get(&bucket.name).is_none_or(|b| b.bucket_id != bucket.bucket_id)
-    };
+    let settled = |s: &ClusterState| s.buckets.get(&bucket.name).is_none_or(|b| b.bucket_id != bucket.bucket_id);
     let result = gateway.replication.cluster().command(&command, settled).await.map_err(|e| {
         tracing::warn!(error = %e, "delete bucket failed");
         S3Error::ServiceUnavailable

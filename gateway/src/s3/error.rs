@@ -63,6 +63,15 @@ pub enum S3Error {
     /// The request is invalid as a whole.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A CORS preflight that no rule of the bucket allows.
+    #[error("{0}")]
+    CorsForbidden(String),
+    /// The bucket has no CORS configuration.
+    #[error("The CORS configuration does not exist")]
+    NoSuchCorsConfiguration,
+    /// The bucket has no tags.
+    #[error("The TagSet does not exist")]
+    NoSuchTagSet,
     /// A tag set breaks S3's tagging rules.
     #[error("{0}")]
     InvalidTag(String),
@@ -153,6 +162,9 @@ impl S3Error {
             Self::InvalidRange => "InvalidRange",
             Self::InvalidPartNumber => "InvalidPartNumber",
             Self::InvalidTag(_) => "InvalidTag",
+            Self::CorsForbidden(_) => "AccessForbidden",
+            Self::NoSuchCorsConfiguration => "NoSuchCORSConfiguration",
+            Self::NoSuchTagSet => "NoSuchTagSet",
             Self::MalformedXml => "MalformedXML",
             Self::KeyTooLongError => "KeyTooLongError",
             Self::MetadataTooLarge => "MetadataTooLarge",
@@ -180,8 +192,14 @@ impl S3Error {
             Self::AccessDenied(_)
             | Self::SignatureDoesNotMatch
             | Self::InvalidAccessKeyId
-            | Self::RequestTimeTooSkewed => StatusCode::FORBIDDEN,
-            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload | Self::NoSuchVersion => StatusCode::NOT_FOUND,
+            | Self::RequestTimeTooSkewed
+            | Self::CorsForbidden(_) => StatusCode::FORBIDDEN,
+            Self::NoSuchBucket
+            | Self::NoSuchKey
+            | Self::NoSuchUpload
+            | Self::NoSuchVersion
+            | Self::NoSuchCorsConfiguration
+            | Self::NoSuchTagSet => StatusCode::NOT_FOUND,
             Self::BucketAlreadyExists | Self::BucketAlreadyOwnedByYou | Self::BucketNotEmpty => StatusCode::CONFLICT,
             Self::InvalidRange | Self::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,

@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod checksum;
 pub mod conditions;
 pub mod copy;
+pub mod cors;
 pub mod delete;
 pub mod error;
 pub mod get_object;
@@ -125,7 +126,23 @@ impl S3Request {
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let request_id = gateway.next_request_id();
     let resource = request.uri().path().to_owned();
-    let mut response = match dispatch(&gateway, request).await {
+    let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
+    // Browsers send preflights unsigned; they are answered from the bucket's CORS rules.
+    let outcome = if request.method() == Method::OPTIONS {
+        cors::preflight(&gateway, bucket.as_deref(), request.headers())
+    } else {
+        let browser =
+            request.headers().contains_key("origin").then(|| (request.method().clone(), request.headers().clone()));
+        let outcome = dispatch(&gateway, request).await;
+        match (browser, bucket.and_then(|name| gateway.replication.cluster().bucket(&name))) {
+            (Some((method, headers)), Some(bucket)) => outcome.map(|mut response| {
+                cors::decorate(&bucket, &method, &headers, &mut response);
+                response
+            }),
+            _ => outcome,
+        }
+    };
+    let mut response = match outcome {
         Ok(response) => response,
         Err(e) => e.into_response_for(&resource, &request_id),
     };
@@ -135,11 +152,19 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     response
 }
 
+/// The bucket a request names: by its `Host` under a virtual-host domain, else by its path.
+fn request_bucket(config: &S3Config, uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    host_bucket(config, headers).or_else(|| split_path(uri.path()).ok().and_then(|(bucket, _)| bucket))
+}
+
+fn host_bucket(config: &S3Config, headers: &http::HeaderMap) -> Option<String> {
+    headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| config.host_bucket(h))
+}
+
 async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
     let (parts, body) = request.into_parts();
     let state = gateway.state();
-    let host_bucket =
-        parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| gateway.config.host_bucket(h));
+    let host_bucket = host_bucket(&gateway.config, &parts.headers);
     let secret_of = |key_id: &str| state.access_keys.get(key_id).map(|k| k.secret.clone());
     let now = std::time::SystemTime::now();
     let verified = match &host_bucket {
@@ -187,14 +212,20 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
         },
         (Some(_), None) => match method {
             Method::PUT if request.has_query("acl") => access::put_bucket_acl(gateway, &request).await,
+            Method::PUT if request.has_query("cors") => cors::put_bucket_cors(gateway, &request, body).await,
+            Method::PUT if request.has_query("tagging") => tagging::put_bucket_tagging(gateway, &request, body).await,
             Method::PUT if request.has_query("versioning") => {
                 Err(S3Error::NotImplemented("PutBucketVersioning".into()))
             }
             Method::PUT => bucket::create_bucket(gateway, &request).await,
             Method::HEAD => bucket::head_bucket(gateway, &request),
+            Method::DELETE if request.has_query("cors") => cors::delete_bucket_cors(gateway, &request).await,
+            Method::DELETE if request.has_query("tagging") => tagging::delete_bucket_tagging(gateway, &request).await,
             Method::DELETE => bucket::delete_bucket(gateway, &request).await,
             Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
             Method::GET if request.has_query("acl") => access::get_bucket_acl(gateway, &request),
+            Method::GET if request.has_query("cors") => cors::get_bucket_cors(gateway, &request),
+            Method::GET if request.has_query("tagging") => tagging::get_bucket_tagging(gateway, &request),
             Method::GET if request.has_query("versioning") => bucket::get_bucket_versioning(gateway, &request),
             Method::GET if request.has_query("versions") => list::list_object_versions(gateway, &request).await,
             Method::GET if request.has_query("uploads") => uploads::list_uploads(gateway, &request).await,
@@ -237,7 +268,8 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
 /// operation of its method (DELETE `?acl` must not delete the object).
 const SUBRESOURCE_METHODS: &[(&str, &[Method], &[Method])] = &[
     ("acl", &[Method::GET, Method::PUT], &[Method::GET, Method::PUT]),
-    ("tagging", &[], &[Method::GET, Method::PUT, Method::DELETE]),
+    ("tagging", &[Method::GET, Method::PUT, Method::DELETE], &[Method::GET, Method::PUT, Method::DELETE]),
+    ("cors", &[Method::GET, Method::PUT, Method::DELETE], &[]),
     ("location", &[Method::GET], &[]),
     ("uploads", &[Method::GET], &[Method::POST]),
     ("uploadId", &[], &[Method::GET, Method::PUT, Method::POST, Method::DELETE]),
@@ -317,6 +349,7 @@ const KNOWN_QUERY_PARAMETERS: &[&str] = &[
     "delete",
     "acl",
     "tagging",
+    "cors",
     "versioning",
     "versions",
     "version-id-marker",
@@ -405,7 +438,7 @@ mod tests {
 
     #[test]
     fn unknown_subresources_are_not_data_operations() {
-        for name in ["policy", "retention", "cors", "lifecycle"] {
+        for name in ["policy", "retention", "lifecycle", "website"] {
             assert!(!is_known_query_parameter(name), "{name}");
         }
         for name in ["uploadId", "partNumber", "list-type", "X-Amz-Signature", "x-id", "response-content-type"] {

@@ -3,12 +3,14 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use cairn_storage_node::control::BucketChange;
 use cairn_storage_node::manifest::{encode_record, index_shard, metadata_placement_key, object_key};
 use http::StatusCode;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use super::access::{Access, resolve_bucket};
+use super::bucket::update_bucket;
 use super::error::S3Error;
 use super::get_object::read_version;
 use super::upload::{BodyChecksums, read_small_body};
@@ -18,16 +20,22 @@ use crate::replication::RowWrite;
 
 /// Most tags on one object.
 pub const MAX_OBJECT_TAGS: usize = 10;
+/// Most tags on one bucket.
+pub const MAX_BUCKET_TAGS: usize = 50;
 /// Longest tag key, in characters.
 pub const MAX_TAG_KEY_CHARS: usize = 128;
 /// Longest tag value, in characters.
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
-/// Checks a tag set against S3's rules.
+/// Checks an object's tag set against S3's rules.
 pub fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
     if tags.len() > MAX_OBJECT_TAGS {
         return Err(S3Error::InvalidTag("Object tags cannot be greater than 10".into()));
     }
+    validate_pairs(tags)
+}
+
+fn validate_pairs(tags: &[(String, String)]) -> Result<(), S3Error> {
     for (i, (key, value)) in tags.iter().enumerate() {
         if key.is_empty() || key.chars().count() > MAX_TAG_KEY_CHARS {
             return Err(S3Error::InvalidTag("The TagKey you have provided is invalid".into()));
@@ -79,18 +87,58 @@ struct TagElement {
     value: String,
 }
 
+/// Parses a `Tagging` request document.
+async fn tags_from_body(request: &S3Request, body: Body) -> Result<Vec<(String, String)>, S3Error> {
+    let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::All).await?;
+    let document: TaggingDocument = super::xml::parse(&body)?;
+    Ok(document.tag_set.tag.into_iter().map(|t| (t.key, t.value)).collect())
+}
+
+/// The `Tagging` response document of a tag set.
+fn tagging_xml(tags: &[(String, String)]) -> Response {
+    let mut xml = XmlWriter::new("Tagging");
+    xml.open("TagSet");
+    for (key, value) in tags {
+        xml.open("Tag").element("Key", key).element("Value", value).close("Tag");
+    }
+    xml.close("TagSet");
+    xml_response(xml.finish("Tagging"))
+}
+
+/// GetBucketTagging.
+pub fn get_bucket_tagging(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    if bucket.tags.is_empty() {
+        return Err(S3Error::NoSuchTagSet);
+    }
+    Ok(tagging_xml(&bucket.tags))
+}
+
+/// PutBucketTagging.
+pub async fn put_bucket_tagging(gateway: &Gateway, request: &S3Request, body: Body) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    let tags = tags_from_body(request, body).await?;
+    if tags.len() > MAX_BUCKET_TAGS {
+        return Err(S3Error::InvalidTag("Bucket tag count cannot be greater than 50".into()));
+    }
+    validate_pairs(&tags)?;
+    update_bucket(gateway, &bucket, BucketChange::Tags(tags)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// DeleteBucketTagging.
+pub async fn delete_bucket_tagging(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
+    let bucket = resolve_bucket(gateway, request, Access::Owner)?;
+    update_bucket(gateway, &bucket, BucketChange::Tags(Vec::new())).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// GetObjectTagging.
 pub async fn get_object_tagging(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Owner)?;
     let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
     let version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
-    let mut xml = XmlWriter::new("Tagging");
-    xml.open("TagSet");
-    for (key, value) in &version.tags {
-        xml.open("Tag").element("Key", key).element("Value", value).close("Tag");
-    }
-    xml.close("TagSet");
-    Ok(xml_response(xml.finish("Tagging")))
+    Ok(tagging_xml(&version.tags))
 }
 
 /// PutObjectTagging (`body`) and DeleteObjectTagging (`None`): rewrites the current
@@ -105,9 +153,7 @@ pub async fn put_object_tagging(
     let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
     let tags = match body {
         Some(body) => {
-            let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::All).await?;
-            let document: TaggingDocument = super::xml::parse(&body)?;
-            let tags: Vec<(String, String)> = document.tag_set.tag.into_iter().map(|t| (t.key, t.value)).collect();
+            let tags = tags_from_body(request, body).await?;
             validate(&tags)?;
             tags
         }

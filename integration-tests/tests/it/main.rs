@@ -2,6 +2,7 @@
 
 mod access;
 mod auth;
+mod bucket_config;
 mod buckets;
 mod checksums;
 mod cluster;

@@ -56,11 +56,13 @@ async fn unknown_subresources_do_not_touch_data() -> anyhow::Result<()> {
     let tagging = aws_sdk_s3::types::Tagging::builder()
         .tag_set(aws_sdk_s3::types::Tag::builder().key("a").value("b").build()?)
         .build()?;
-    // Bucket tagging is not an object listing or a bucket creation.
-    let err = s3.put_bucket_tagging().bucket("subres").tagging(tagging).send().await.unwrap_err();
+    // Bucket subresources Cairn lacks are not object listings or bucket creations.
+    let err = s3.get_bucket_website().bucket("subres").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
-    let err = s3.get_bucket_tagging().bucket("subres").send().await.unwrap_err();
+    let err = s3.get_bucket_lifecycle_configuration().bucket("subres").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
+    // Tagging the object is not overwriting it.
+    s3.put_object_tagging().bucket("subres").key("k").tagging(tagging).send().await?;
     let err = s3.put_object_retention().bucket("subres").key("k").send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NotImplemented"));
     let err = s3.delete_bucket_policy().bucket("subres").send().await.unwrap_err();

@@ -10,6 +10,7 @@
 //! Voters are the first [`MAX_VOTERS`] nodes to join; later nodes are learners. Gateways follow
 //! the state by long-polling `/control/state` on any node.
 
+pub mod bucket_config;
 pub mod log_store;
 pub mod network;
 pub mod routes;
@@ -31,12 +32,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+pub use bucket_config::{BucketChange, CannedAcl, CorsRule};
 pub use log_store::{ControlStore, StoreClosed, StoreError};
 pub use network::{CallError, ControlTransport, TransportError};
 pub use routes::routes;
-pub use state::{
-    AccessKey, BucketInfo, CannedAcl, ClusterSettings, ClusterState, Command, CommandResult, Consistency, NodeInfo,
-};
+pub use state::{AccessKey, BucketInfo, ClusterSettings, ClusterState, Command, CommandResult, Consistency, NodeInfo};
 
 use network::{NetworkFactory, PATH_COMMAND, PATH_JOIN};
 use state_machine::StateMachineStore;

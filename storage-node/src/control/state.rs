@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::bucket_config::{BucketChange, CannedAcl, CorsRule};
 use crate::placement::{self, Layout, NodeSpec};
 
 /// Format version of [`ClusterState`] and everything persisted by the control plane.
@@ -100,54 +101,12 @@ pub struct BucketInfo {
     /// Who besides the owner may list and write the bucket.
     #[serde(default)]
     pub acl: CannedAcl,
-}
-
-/// An S3 canned access control list: the grants besides the owner's full control.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CannedAcl {
-    /// The owner only.
-    #[default]
-    Private,
-    /// Everyone, signed or not, may read.
-    PublicRead,
-    /// Everyone, signed or not, may read and write.
-    PublicReadWrite,
-    /// Every holder of an access key may read.
-    AuthenticatedRead,
-}
-
-impl CannedAcl {
-    /// The name S3 uses in `x-amz-acl`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Private => "private",
-            Self::PublicRead => "public-read",
-            Self::PublicReadWrite => "public-read-write",
-            Self::AuthenticatedRead => "authenticated-read",
-        }
-    }
-
-    /// Parses an `x-amz-acl` value.
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Private, Self::PublicRead, Self::PublicReadWrite, Self::AuthenticatedRead]
-            .into_iter()
-            .find(|acl| acl.name() == name.trim())
-    }
-
-    /// Whether the list lets a requester read (`anonymous`: the request is unsigned).
-    pub fn grants_read(self, anonymous: bool) -> bool {
-        match self {
-            Self::Private => false,
-            Self::PublicRead | Self::PublicReadWrite => true,
-            Self::AuthenticatedRead => !anonymous,
-        }
-    }
-
-    /// Whether the list lets anyone write.
-    pub fn grants_write(self) -> bool {
-        self == Self::PublicReadWrite
-    }
+    /// Cross-origin rules answered to browsers.
+    #[serde(default)]
+    pub cors: Vec<CorsRule>,
+    /// Bucket tags.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// One S3 access key.
@@ -188,14 +147,14 @@ pub enum Command {
         #[serde(default)]
         acl: CannedAcl,
     },
-    /// Replace the ACL of a bucket if it still has the given id.
-    SetBucketAcl {
+    /// Change one setting of a bucket if it still has the given id.
+    UpdateBucket {
         /// Bucket name.
         name: String,
         /// Id the bucket must have.
         bucket_id: uuid::Uuid,
-        /// The new ACL.
-        acl: CannedAcl,
+        /// The change.
+        change: BucketChange,
     },
     /// Delete a bucket if it still has the given id.
     DeleteBucket {
@@ -304,13 +263,15 @@ impl ClusterState {
                         owner_key: owner_key.clone(),
                         created_ms: *created_ms,
                         acl: *acl,
+                        cors: Vec::new(),
+                        tags: Vec::new(),
                     },
                 );
                 CommandResult::Ok
             }
-            Command::SetBucketAcl { name, bucket_id, acl } => match self.buckets.get_mut(name) {
+            Command::UpdateBucket { name, bucket_id, change } => match self.buckets.get_mut(name) {
                 Some(bucket) if bucket.bucket_id == *bucket_id => {
-                    bucket.acl = *acl;
+                    change.apply_to(bucket);
                     CommandResult::Ok
                 }
                 _ => CommandResult::NoSuchBucket,
@@ -437,17 +398,26 @@ mod tests {
     }
 
     #[test]
-    fn bucket_acls_change_only_for_the_same_bucket() {
+    fn bucket_settings_change_only_for_the_same_bucket() {
         let mut s = ClusterState::empty();
         s.apply(&create("b", "k1", 1));
-        let set = |id: u128| Command::SetBucketAcl {
+        let set = |id: u128| Command::UpdateBucket {
             name: "b".into(),
             bucket_id: uuid::Uuid::from_u128(id),
-            acl: CannedAcl::PublicRead,
+            change: BucketChange::Acl(CannedAcl::PublicRead),
         };
         assert_eq!(s.apply(&set(2)), CommandResult::NoSuchBucket);
         assert_eq!(s.buckets["b"].acl, CannedAcl::Private);
         assert_eq!(s.apply(&set(1)), CommandResult::Ok);
+        assert_eq!(s.buckets["b"].acl, CannedAcl::PublicRead);
+        let tags = vec![("k".to_string(), "v".to_string())];
+        let update = Command::UpdateBucket {
+            name: "b".into(),
+            bucket_id: uuid::Uuid::from_u128(1),
+            change: BucketChange::Tags(tags.clone()),
+        };
+        assert_eq!(s.apply(&update), CommandResult::Ok);
+        assert_eq!(s.buckets["b"].tags, tags);
         assert_eq!(s.buckets["b"].acl, CannedAcl::PublicRead);
         assert_eq!(CannedAcl::from_name("public-read-write"), Some(CannedAcl::PublicReadWrite));
         assert!(CannedAcl::AuthenticatedRead.grants_read(false) && !CannedAcl::AuthenticatedRead.grants_read(true));
