@@ -382,6 +382,11 @@ fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::KeyTooLongError);
     }
+    if !xml::can_carry(&key) {
+        // Such a key could never be listed in an XML 1.0 document; it is refused on every
+        // operation alike rather than stored and then mangled.
+        return Err(S3Error::InvalidArgument("Object keys may not contain characters XML 1.0 cannot carry".into()));
+    }
     Ok(Some(key))
 }
 
@@ -434,6 +439,9 @@ mod tests {
             (Some("bkt".into()), Some("docs/a b/ün+x".into()))
         );
         assert!(matches!(split_path(&format!("/b/{}", "k".repeat(1025))), Err(S3Error::KeyTooLongError)));
+        assert!(matches!(split_path("/b/a%01b"), Err(S3Error::InvalidArgument(_))));
+        assert!(matches!(split_path("/b/a%EF%BF%BEb"), Err(S3Error::InvalidArgument(_))));
+        assert_eq!(split_path("/b/tab%09cr%0Dlf%0A").unwrap().1.as_deref(), Some("tab\tcr\rlf\n"));
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub const NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// Largest XML request body accepted.
 pub const MAX_XML_BODY_BYTES: usize = 1024 * 1024;
 
+/// Whether XML 1.0 can carry `text` (as characters or character references).
+pub fn can_carry(text: &str) -> bool {
+    text.chars()
+        .all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+}
+
 /// Appends `text` with the five XML special characters escaped.
 pub fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
@@ -20,10 +26,11 @@ pub fn escape_into(out: &mut String, text: &str) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot carry literally are written as references.
-            c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => {
-                out.push_str(&format!("&#x{:X};", c as u32));
-            }
+            // A literal CR would reach the reader as LF (XML end-of-line handling).
+            '\r' => out.push_str("&#xD;"),
+            // Characters XML 1.0 cannot carry at all (keys never hold them) are written as
+            // references rather than breaking the document.
+            c if !can_carry(c.encode_utf8(&mut [0; 4])) => out.push_str(&format!("&#x{:X};", c as u32)),
             c => out.push(c),
         }
     }
@@ -92,8 +99,9 @@ mod tests {
     #[test]
     fn escapes_markup_and_control_characters() {
         let mut out = String::new();
-        escape_into(&mut out, "a<b>&'\"\u{1}é");
-        assert_eq!(out, "a&lt;b&gt;&amp;&apos;&quot;&#x1;é");
+        escape_into(&mut out, "a<b>&'\"\u{1}é\r\n");
+        assert_eq!(out, "a&lt;b&gt;&amp;&apos;&quot;&#x1;é&#xD;\n");
+        assert!(can_carry("tab\tnew\nline\u{10FFFF}") && !can_carry("\u{0}") && !can_carry("\u{FFFF}"));
     }
 
     #[test]
