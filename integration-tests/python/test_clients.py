@@ -222,6 +222,65 @@ class ClientSuite:
             self.assertIn("NoSuchKey", missing.stderr)
 
 
+    def s3api(self, *args, check=True):
+        """An `aws s3api` call; returns its JSON output (or the result when check is False)."""
+        import json
+
+        result = self.aws("s3api", *args, check=check)
+        if not check:
+            return result
+        return json.loads(result.stdout) if result.stdout.strip() else {}
+
+    def test_aws_cli_s3api_operations(self):
+        b = self.bucket
+        with tempfile.TemporaryDirectory() as tmp:
+            source = os.path.join(tmp, "body")
+            with open(source, "wb") as f:
+                f.write(b"api body")
+            self.s3api("put-object", "--bucket", b, "--key", "api/obj", "--body", source, "--tagging", "a=1")
+            tags = self.s3api("get-object-tagging", "--bucket", b, "--key", "api/obj")
+            self.assertEqual(tags["TagSet"], [{"Key": "a", "Value": "1"}])
+            self.s3api("put-object-tagging", "--bucket", b, "--key", "api/obj", "--tagging", "TagSet=[{Key=b,Value=2}]")
+            self.assertEqual(self.s3api("get-object-tagging", "--bucket", b, "--key", "api/obj")["TagSet"], [{"Key": "b", "Value": "2"}])
+
+            copied = self.s3api("copy-object", "--bucket", b, "--key", "api/copy", "--copy-source", f"{b}/api/obj")
+            self.assertEqual(copied["CopyObjectResult"]["ETag"], '"%s"' % hashlib.md5(b"api body").hexdigest())
+
+            acl = self.s3api("get-object-acl", "--bucket", b, "--key", "api/obj")
+            self.assertEqual([g["Permission"] for g in acl["Grants"]], ["FULL_CONTROL"])
+            self.s3api("put-object-acl", "--bucket", b, "--key", "api/obj", "--acl", "public-read")
+            self.assertEqual(len(self.s3api("get-object-acl", "--bucket", b, "--key", "api/obj")["Grants"]), 2)
+
+            upload = self.s3api("create-multipart-upload", "--bucket", b, "--key", "api/mp")
+            listed = self.s3api("list-multipart-uploads", "--bucket", b, "--prefix", "api/")
+            self.assertIn(upload["UploadId"], [u["UploadId"] for u in listed.get("Uploads", [])])
+            self.s3api("upload-part", "--bucket", b, "--key", "api/mp", "--upload-id", upload["UploadId"], "--part-number", "1", "--body", source)
+            parts = self.s3api("list-parts", "--bucket", b, "--key", "api/mp", "--upload-id", upload["UploadId"])
+            self.assertEqual([p["PartNumber"] for p in parts["Parts"]], [1])
+            self.s3api("abort-multipart-upload", "--bucket", b, "--key", "api/mp", "--upload-id", upload["UploadId"])
+            gone = self.s3api("list-parts", "--bucket", b, "--key", "api/mp", "--upload-id", upload["UploadId"], check=False)
+            self.assertIn("NoSuchUpload", gone.stderr)
+
+            self.assertNotIn("Status", self.s3api("get-bucket-versioning", "--bucket", b))
+            versions = self.s3api("list-object-versions", "--bucket", b, "--prefix", "api/")
+            self.assertTrue(all(v["VersionId"] == "null" for v in versions["Versions"]))
+
+            cors = '{"CORSRules":[{"AllowedOrigins":["*"],"AllowedMethods":["GET"]}]}'
+            self.s3api("put-bucket-cors", "--bucket", b, "--cors-configuration", cors)
+            self.assertEqual(self.s3api("get-bucket-cors", "--bucket", b)["CORSRules"][0]["AllowedMethods"], ["GET"])
+            self.s3api("delete-bucket-cors", "--bucket", b)
+            self.s3api("put-bucket-tagging", "--bucket", b, "--tagging", "TagSet=[{Key=env,Value=test}]")
+            self.assertEqual(self.s3api("get-bucket-tagging", "--bucket", b)["TagSet"], [{"Key": "env", "Value": "test"}])
+            self.s3api("delete-bucket-tagging", "--bucket", b)
+
+            deleted = self.s3api("delete-objects", "--bucket", b, "--delete", "Objects=[{Key=api/obj},{Key=api/copy}]")
+            self.assertEqual(sorted(d["Key"] for d in deleted["Deleted"]), ["api/copy", "api/obj"])
+            missing = self.s3api("head-object", "--bucket", b, "--key", "api/obj", check=False)
+            self.assertIn("404", missing.stderr)
+            unsupported = self.s3api("put-bucket-versioning", "--bucket", b, "--versioning-configuration", "Status=Enabled", check=False)
+            self.assertIn("NotImplemented", unsupported.stderr)
+
+
 class OverHttp(ClientSuite, unittest.TestCase):
     endpoint = os.environ.get("CAIRN_S3_ENDPOINT")
 
