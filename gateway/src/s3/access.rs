@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::{BucketChange, BucketInfo, CannedAcl};
-use cairn_storage_node::manifest::{ObjectVersion, encode_record, index_shard, metadata_placement_key, object_key};
+use cairn_storage_node::manifest::ObjectVersion;
 use http::StatusCode;
 
 use super::bucket::update_bucket;
 use super::error::S3Error;
 use super::get_object::read_version;
+use super::put_object::rewrite_current_version;
 use super::xml::XmlWriter;
 use super::{Gateway, S3Request, xml_response};
-use crate::replication::RowWrite;
 
 /// What a request needs of a bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,20 +158,11 @@ pub async fn get_object_acl(gateway: &Gateway, request: &S3Request) -> Result<Re
     Ok(xml_response(policy_xml(&bucket.owner_key, version.acl)))
 }
 
-/// PutObjectAcl: rewrites the current version's row with the new ACL. A write that lands
-/// between the read and this rewrite can be overtaken by it.
+/// PutObjectAcl: rewrites the current version's row with the new ACL.
 pub async fn put_object_acl(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Owner)?;
     let key = request.key.as_deref().ok_or(S3Error::NoSuchKey)?;
     let acl = acl_of_put(request)?;
-    let mut version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
-    version.acl = acl;
-    let shard = index_shard(key, bucket.index_shards);
-    let row =
-        RowWrite { key: object_key(bucket.bucket_id, shard, key), tombstone: false, value: encode_record(&version) };
-    gateway
-        .replication
-        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
-        .await?;
+    rewrite_current_version(gateway, &bucket, key, |version| version.acl = acl).await?;
     Ok(StatusCode::OK.into_response())
 }

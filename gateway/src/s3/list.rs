@@ -153,6 +153,47 @@ async fn fill(gateway: &Gateway, bucket: &BucketInfo, prefix: &str, cursor: &mut
     Ok(())
 }
 
+/// The parameters every listing shares: prefix, delimiter, page size and key encoding.
+pub struct ListParams<'a> {
+    /// Keys must start with this.
+    pub prefix: &'a str,
+    /// Keys are rolled up at this, when given.
+    pub delimiter: Option<&'a str>,
+    /// Most entries in the page.
+    pub max: usize,
+    /// Whether keys are written URL-encoded (`encoding-type=url`).
+    pub url: bool,
+}
+
+impl<'a> ListParams<'a> {
+    /// Reads the parameters; the page size comes from `max_name`, capped at `cap`.
+    pub fn parse(request: &'a S3Request, max_name: &str, cap: usize) -> Result<Self, S3Error> {
+        let query = |name: &str| request.query.get(name).map(String::as_str);
+        let max = match query(max_name) {
+            Some(v) => {
+                v.parse::<usize>().map_err(|_| S3Error::InvalidArgument(format!("{max_name} must be an integer")))?
+            }
+            None => cap,
+        }
+        .min(cap);
+        let url = match query("encoding-type") {
+            None => false,
+            Some("url") => true,
+            Some(_) => return Err(S3Error::InvalidArgument("Invalid Encoding Method specified in Request".into())),
+        };
+        let prefix = query("prefix").unwrap_or("");
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(S3Error::InvalidArgument("prefix too long".into()));
+        }
+        Ok(Self { prefix, delimiter: query("delimiter").filter(|d| !d.is_empty()), max, url })
+    }
+
+    /// A key or prefix as the response carries it.
+    pub fn encode(&self, text: &str) -> String {
+        if self.url { url_encode(text) } else { text.to_owned() }
+    }
+}
+
 /// S3's `encoding-type=url`: form-encoding, which clients undo with `unquote_plus`.
 pub fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -170,19 +211,9 @@ pub fn url_encode(text: &str) -> String {
 pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let v2 = request.query.get("list-type").map(String::as_str) == Some("2");
-    let prefix = request.query.get("prefix").cloned().unwrap_or_default();
-    let delimiter = request.query.get("delimiter").cloned().filter(|d| !d.is_empty());
-    let max_keys = match request.query.get("max-keys") {
-        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("max-keys must be a number".into()))?,
-        None => MAX_LIST_KEYS,
-    }
-    .min(MAX_LIST_KEYS);
-    let url = match request.query.get("encoding-type").map(String::as_str) {
-        None => false,
-        Some("url") => true,
-        Some(_) => return Err(S3Error::InvalidArgument("Invalid Encoding Method specified in Request".into())),
-    };
-    let encode = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let params = ListParams::parse(request, "max-keys", MAX_LIST_KEYS)?;
+    let (prefix, delimiter, max_keys, url) = (params.prefix, params.delimiter, params.max, params.url);
+    let encode = |s: &str| params.encode(s);
 
     let token = request.query.get("continuation-token");
     let start_after_param = request.query.get(if v2 { "start-after" } else { "marker" });
@@ -195,13 +226,13 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
     };
     // Keys are at most MAX_KEY_BYTES, so longer bounds cannot match anything; refusing them
     // keeps row keys within what the nodes accept.
-    if prefix.len() > MAX_KEY_BYTES || start_after.as_ref().is_some_and(|s| s.len() > MAX_KEY_BYTES + 1) {
-        return Err(S3Error::InvalidArgument("prefix, marker or continuation token too long".into()));
+    if start_after.as_ref().is_some_and(|s| s.len() > MAX_KEY_BYTES + 1) {
+        return Err(S3Error::InvalidArgument("marker or continuation token too long".into()));
     }
-    let page = list_page(gateway, &bucket, &prefix, delimiter.as_deref(), start_after.as_deref(), max_keys).await?;
+    let page = list_page(gateway, &bucket, prefix, delimiter, start_after.as_deref(), max_keys).await?;
 
     let mut xml = XmlWriter::new("ListBucketResult");
-    xml.element("Name", &bucket.name).element("Prefix", &encode(&prefix));
+    xml.element("Name", &bucket.name).element("Prefix", &encode(prefix));
     if let Some(d) = &delimiter {
         xml.element("Delimiter", &encode(d));
     }
@@ -260,26 +291,16 @@ fn owner_element(xml: &mut XmlWriter, owner: &str) {
 pub async fn list_object_versions(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let query = |name: &str| request.query.get(name).map(String::as_str);
-    let prefix = query("prefix").unwrap_or("");
-    let delimiter = query("delimiter").filter(|d| !d.is_empty());
-    let max_keys = match query("max-keys") {
-        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("max-keys must be a number".into()))?,
-        None => MAX_LIST_KEYS,
-    }
-    .min(MAX_LIST_KEYS);
-    let url = match query("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(_) => return Err(S3Error::InvalidArgument("Invalid Encoding Method specified in Request".into())),
-    };
-    let encode = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let params = ListParams::parse(request, "max-keys", MAX_LIST_KEYS)?;
+    let (prefix, delimiter, max_keys, url) = (params.prefix, params.delimiter, params.max, params.url);
+    let encode = |s: &str| params.encode(s);
     let key_marker = query("key-marker").unwrap_or("");
     let version_marker = query("version-id-marker");
     if version_marker.is_some_and(|v| v != "null") {
         return Err(S3Error::InvalidArgument("Invalid version id specified".into()));
     }
-    if prefix.len() > MAX_KEY_BYTES || key_marker.len() > MAX_KEY_BYTES {
-        return Err(S3Error::InvalidArgument("prefix or key-marker too long".into()));
+    if key_marker.len() > MAX_KEY_BYTES {
+        return Err(S3Error::InvalidArgument("key-marker too long".into()));
     }
     let start_after = (!key_marker.is_empty()).then_some(key_marker.as_bytes());
     let page = list_page(gateway, &bucket, prefix, delimiter, start_after, max_keys).await?;

@@ -155,6 +155,29 @@ pub async fn commit_single_part(
     Ok(version)
 }
 
+/// Rewrites the current version of `key` with `change` applied (ACL, tags). This is a read
+/// then a write, not a compare-and-set: a write that lands in between is overtaken by it.
+pub async fn rewrite_current_version(
+    gateway: &Gateway,
+    bucket: &BucketInfo,
+    key: &str,
+    change: impl FnOnce(&mut ObjectVersion),
+) -> Result<(), S3Error> {
+    let mut version = read_version(gateway, bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
+    change(&mut version);
+    let shard = index_shard(key, bucket.index_shards);
+    let row = RowWrite {
+        key: manifest::object_key(bucket.bucket_id, shard, key),
+        tombstone: false,
+        value: encode_record(&version),
+    };
+    gateway
+        .replication
+        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
+        .await?;
+    Ok(())
+}
+
 /// PutObject.
 pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Write)?;

@@ -4,7 +4,6 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketChange;
-use cairn_storage_node::manifest::{encode_record, index_shard, metadata_placement_key, object_key};
 use http::StatusCode;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -13,10 +12,10 @@ use super::access::{Access, resolve_bucket};
 use super::bucket::update_bucket;
 use super::error::S3Error;
 use super::get_object::read_version;
+use super::put_object::rewrite_current_version;
 use super::upload::{BodyChecksums, read_small_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
 use super::{Gateway, S3Request, xml_response};
-use crate::replication::RowWrite;
 
 /// Most tags on one object.
 pub const MAX_OBJECT_TAGS: usize = 10;
@@ -142,8 +141,7 @@ pub async fn get_object_tagging(gateway: &Gateway, request: &S3Request) -> Resul
 }
 
 /// PutObjectTagging (`body`) and DeleteObjectTagging (`None`): rewrites the current
-/// version's row with the new tags. A write that lands between the read and this rewrite can
-/// be overtaken by it.
+/// version's row with the new tags.
 pub async fn put_object_tagging(
     gateway: &Gateway,
     request: &S3Request,
@@ -159,15 +157,7 @@ pub async fn put_object_tagging(
         }
         None => Vec::new(),
     };
-    let mut version = read_version(gateway, &bucket, key).await?.ok_or(S3Error::NoSuchKey)?;
-    version.tags = tags;
-    let shard = index_shard(key, bucket.index_shards);
-    let row =
-        RowWrite { key: object_key(bucket.bucket_id, shard, key), tombstone: false, value: encode_record(&version) };
-    gateway
-        .replication
-        .write_rows(&metadata_placement_key(bucket.bucket_id, shard), vec![row], bucket.consistency)
-        .await?;
+    rewrite_current_version(gateway, &bucket, key, |version| version.tags = tags).await?;
     Ok(if request.method == http::Method::DELETE {
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::access::{Access, resolve_bucket};
 use super::error::S3Error;
-use super::list::url_encode;
+use super::list::ListParams;
 use super::xml::XmlWriter;
 use super::{Gateway, MAX_KEY_BYTES, S3Request, xml_response};
 use crate::timefmt::iso8601;
@@ -114,19 +114,9 @@ async fn shard_entries(
 pub async fn list_uploads(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let query = |name: &str| request.query.get(name).map(String::as_str);
-    let prefix = query("prefix").unwrap_or("");
-    let delimiter = query("delimiter").filter(|d| !d.is_empty());
-    let max_uploads = match query("max-uploads") {
-        Some(v) => v.parse::<usize>().map_err(|_| S3Error::InvalidArgument("max-uploads must be an integer".into()))?,
-        None => MAX_LIST_UPLOADS,
-    }
-    .min(MAX_LIST_UPLOADS);
-    let url = match query("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(_) => return Err(S3Error::InvalidArgument("Invalid Encoding Method specified in Request".into())),
-    };
-    let encode = |s: &str| if url { url_encode(s) } else { s.to_owned() };
+    let params = ListParams::parse(request, "max-uploads", MAX_LIST_UPLOADS)?;
+    let (prefix, delimiter, max_uploads, url) = (params.prefix, params.delimiter, params.max, params.url);
+    let encode = |s: &str| params.encode(s);
     let key_marker = query("key-marker").unwrap_or("");
     // S3 ignores the upload id marker without a key marker.
     let upload_id_marker = query("upload-id-marker").filter(|id| !key_marker.is_empty() && !id.is_empty());
@@ -136,8 +126,8 @@ pub async fn list_uploads(gateway: &Gateway, request: &S3Request) -> Result<Resp
             .map(|id| Uuid::try_parse(id).map_err(|_| S3Error::InvalidArgument("Invalid uploadId marker".into())))
             .transpose()?,
     };
-    if prefix.len() > MAX_KEY_BYTES || key_marker.len() > MAX_KEY_BYTES {
-        return Err(S3Error::InvalidArgument("prefix or key-marker too long".into()));
+    if key_marker.len() > MAX_KEY_BYTES {
+        return Err(S3Error::InvalidArgument("key-marker too long".into()));
     }
 
     // Every shard's first max+1 entries hold the first max+1 of the merge.
