@@ -123,9 +123,10 @@ pub fn part_table_key(bucket_id: Uuid, shard: u16, version_id: Uuid) -> Vec<u8> 
     row
 }
 
-/// Where an object version's parts are listed.
+/// Where an object version's parts are listed. Untagged, so rows written when this field was a
+/// plain list of parts still read as [`PartList::Inline`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum PartList {
     /// In the object row itself (a single PUT: one part).
     Inline(Vec<PartRef>),
@@ -501,6 +502,17 @@ mod tests {
         }
         let ids: Vec<(u32, u32)> = slices(parts(&sizes), 4, 0, size).map(|s| (s.chunk.part, s.chunk.index)).collect();
         assert_eq!(ids, vec![(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (4, 0)]);
+    }
+
+    #[test]
+    fn part_lists_read_both_encodings() {
+        let inline: PartList = serde_json::from_str(
+            r#"[{"number":1,"chunk_set":"00000000-0000-0000-0000-000000000001","size":3,"etag":"e"}]"#,
+        )
+        .unwrap();
+        assert!(matches!(inline, PartList::Inline(ref parts) if parts.len() == 1));
+        assert_eq!(serde_json::from_str::<PartList>(r#"{"count":7}"#).unwrap(), PartList::Table { count: 7 });
+        assert_eq!(serde_json::to_string(&PartList::Table { count: 7 }).unwrap(), r#"{"count":7}"#);
     }
 
     #[test]

@@ -70,7 +70,8 @@ impl ChecksumHasher {
 }
 
 /// The raw digest of `data` under `algorithm`.
-pub fn digest(algorithm: ChecksumAlgorithm, data: &[u8]) -> Vec<u8> {
+#[cfg(test)]
+fn digest(algorithm: ChecksumAlgorithm, data: &[u8]) -> Vec<u8> {
     let mut hasher = ChecksumHasher::new(algorithm);
     hasher.update(data);
     hasher.finish(algorithm)

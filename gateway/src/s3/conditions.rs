@@ -44,14 +44,6 @@ impl<'a> Conditions<'a> {
         }
     }
 
-    /// Whether the request carries any condition.
-    pub fn is_empty(&self) -> bool {
-        self.if_match.is_none()
-            && self.if_none_match.is_none()
-            && self.if_modified_since.is_none()
-            && self.if_unmodified_since.is_none()
-    }
-
     /// Evaluates the conditions against the current version (`None`: the key is absent),
     /// with S3's precedence: a true `If-Match` overrides a false `If-Unmodified-Since`, a
     /// false `If-None-Match` overrides a true `If-Modified-Since`.

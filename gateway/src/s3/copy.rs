@@ -92,10 +92,9 @@ pub fn copied_attributes(request: &S3Request, source: &CopySource) -> Result<Obj
     let same_object = request.bucket.as_deref() == Some(source.bucket.name.as_str())
         && request.key.as_deref() == Some(source.key.as_str());
     // S3 lets an object be copied onto itself when something else about it changes.
-    let changes_something = ["x-amz-checksum-algorithm", "x-amz-storage-class", "x-amz-website-redirect-location"]
-        .iter()
-        .any(|h| request.headers.contains_key(*h))
-        || request.headers.keys().any(|h| h.as_str().starts_with("x-amz-server-side-encryption"));
+    // (Encryption and website-redirect headers are refused before routing.)
+    let changes_something =
+        ["x-amz-checksum-algorithm", "x-amz-storage-class"].iter().any(|h| request.headers.contains_key(*h));
     if same_object && !changes_something {
         return Err(S3Error::InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),

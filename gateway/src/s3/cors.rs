@@ -109,8 +109,7 @@ pub fn preflight(gateway: &Gateway, bucket: Option<&str>, headers: &HeaderMap) -
 }
 
 /// Adds CORS headers to the response of an actual (non-preflight) request from a browser.
-pub fn decorate(bucket: &BucketInfo, method: &Method, request_headers: &HeaderMap, response: &mut Response) {
-    let Some(origin) = request_headers.get("origin").and_then(|v| v.to_str().ok()) else { return };
+pub fn decorate(bucket: &BucketInfo, method: &Method, origin: &str, response: &mut Response) {
     if let Some(rule) = matching_rule(&bucket.cors, origin, method.as_str(), &[]) {
         grant(response.headers_mut(), rule, origin);
     }

@@ -148,8 +148,22 @@ pub async fn object_stream(
         return Ok(Box::pin(futures_util::stream::empty()));
     }
     let parts = read_parts(gateway, bucket, key, version).await?;
+    parts_stream(gateway, parts, version.chunk_size, start, end).await
+}
+
+/// The bytes `start..end` of an object made of `parts`; see [`object_stream`].
+async fn parts_stream(
+    gateway: &Arc<Gateway>,
+    parts: Vec<PartRef>,
+    chunk_size: u64,
+    start: u64,
+    end: u64,
+) -> Result<BoxStream<'static, Result<Bytes, S3Error>>, S3Error> {
+    if end <= start {
+        return Ok(Box::pin(futures_util::stream::empty()));
+    }
     let gateway = gateway.clone();
-    let slices = manifest::slices(parts, version.chunk_size, start, end);
+    let slices = manifest::slices(parts, chunk_size, start, end);
     let mut chunks = Box::pin(
         futures_util::stream::iter(slices)
             .map(move |slice| {
@@ -173,17 +187,10 @@ pub async fn object_stream(
     Ok(Box::pin(futures_util::stream::iter(first.map(Ok)).chain(chunks)))
 }
 
-/// The byte range of part `number` of a version, and the part count.
-async fn part_range(
-    gateway: &Gateway,
-    bucket: &BucketInfo,
-    key: &str,
-    version: &ObjectVersion,
-    number: u32,
-) -> Result<ByteRange, S3Error> {
-    let parts = read_parts(gateway, bucket, key, version).await?;
+/// The byte range of part `number` among `parts`.
+fn part_range(parts: &[PartRef], number: u32) -> Result<ByteRange, S3Error> {
     let mut start = 0;
-    for part in &parts {
+    for part in parts {
         if part.number == number {
             return Ok(ByteRange { start, end: start + part.size });
         }
@@ -232,21 +239,28 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
             })
         })
         .transpose()?;
+    let mut parts = None;
     let range = match part_number {
         Some(_) if request.headers.contains_key("range") => {
             return Err(S3Error::InvalidRequest(
                 "Cannot specify both Range header and partNumber query parameter".into(),
             ));
         }
-        Some(number) => Some(part_range(gateway, &bucket, key, &version, number).await?),
+        Some(number) => {
+            // Read once: the part list gives the range and then the body.
+            let listed = read_parts(gateway, &bucket, key, &version).await?;
+            let range = part_range(&listed, number)?;
+            parts = Some(listed);
+            Some(range)
+        }
         None => parse_range(request.header("range"), version.size)?,
     };
     let (start, end) = range.as_ref().map_or((0, version.size), |r| (r.start, r.end));
 
-    let body = if with_body {
-        Body::from_stream(object_stream(gateway, &bucket, key, &version, start, end).await?)
-    } else {
-        Body::empty()
+    let body = match (with_body, parts) {
+        (false, _) => Body::empty(),
+        (true, Some(parts)) => Body::from_stream(parts_stream(gateway, parts, version.chunk_size, start, end).await?),
+        (true, None) => Body::from_stream(object_stream(gateway, &bucket, key, &version, start, end).await?),
     };
 
     let mut response = Response::new(body);

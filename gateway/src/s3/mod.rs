@@ -126,17 +126,22 @@ impl S3Request {
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let request_id = gateway.next_request_id();
     let resource = request.uri().path().to_owned();
-    let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
     // Browsers send preflights unsigned; they are answered from the bucket's CORS rules.
     let outcome = if request.method() == Method::OPTIONS {
+        let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
         cors::preflight(&gateway, bucket.as_deref(), request.headers())
     } else {
-        let browser =
-            request.headers().contains_key("origin").then(|| (request.method().clone(), request.headers().clone()));
+        // Only requests from a browser (with an Origin) pay for the CORS lookup.
+        let browser = request.headers().get("origin").and_then(|o| o.to_str().ok()).map(|origin| {
+            let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
+            (origin.to_owned(), request.method().clone(), bucket)
+        });
         let outcome = dispatch(&gateway, request).await;
-        match (browser, bucket.and_then(|name| gateway.replication.cluster().bucket(&name))) {
-            (Some((method, headers)), Some(bucket)) => outcome.map(|mut response| {
-                cors::decorate(&bucket, &method, &headers, &mut response);
+        match browser {
+            Some((origin, method, Some(bucket))) => outcome.map(|mut response| {
+                if let Some(bucket) = gateway.state().buckets.get(&bucket) {
+                    cors::decorate(bucket, &method, &origin, &mut response);
+                }
                 response
             }),
             _ => outcome,
