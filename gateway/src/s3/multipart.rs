@@ -289,24 +289,38 @@ impl CompletedPart {
     }
 }
 
-async fn uploaded_parts(gateway: &Gateway, target: &UploadTarget) -> Result<BTreeMap<u32, UploadPartRecord>, S3Error> {
+/// Up to `limit` uploaded parts numbered above `after_part`, in order, and whether more follow.
+/// Tombstoned rows do not count, so a call may take more than one scan.
+async fn scan_parts(
+    gateway: &Gateway,
+    target: &UploadTarget,
+    after_part: u32,
+    limit: usize,
+) -> Result<(Vec<UploadPartRecord>, bool), S3Error> {
     let prefix = manifest::upload_part_prefix(target.bucket.bucket_id, target.shard, target.upload_id);
-    let mut parts = BTreeMap::new();
-    let mut after: Option<Vec<u8>> = None;
+    let mut after = manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, after_part);
+    let mut parts = Vec::new();
     loop {
         let (rows, more) = gateway
             .replication
-            .scan_rows(&target.placement(), &prefix, after.as_deref(), PART_SCAN_ROWS, target.bucket.consistency)
+            .scan_rows(&target.placement(), &prefix, Some(&after), PART_SCAN_ROWS, target.bucket.consistency)
             .await?;
-        after = rows.last().map(|r| r.key.clone());
         for row in rows.iter().filter(|r| !r.tombstone) {
-            let record: UploadPartRecord = decode_record(&row.value).map_err(|_| S3Error::InternalError)?;
-            parts.insert(record.part.number, record);
+            if parts.len() == limit {
+                return Ok((parts, true));
+            }
+            parts.push(decode_record::<UploadPartRecord>(&row.value).map_err(|_| S3Error::InternalError)?);
         }
-        if !more || after.is_none() {
-            return Ok(parts);
+        match rows.last() {
+            Some(last) if more => after = last.key.clone(),
+            _ => return Ok((parts, false)),
         }
     }
+}
+
+async fn uploaded_parts(gateway: &Gateway, target: &UploadTarget) -> Result<BTreeMap<u32, UploadPartRecord>, S3Error> {
+    let (parts, _) = scan_parts(gateway, target, 0, usize::MAX).await?;
+    Ok(parts.into_iter().map(|record| (record.part.number, record)).collect())
 }
 
 /// CompleteMultipartUpload.
@@ -436,31 +450,7 @@ pub async fn list_parts(gateway: &Arc<Gateway>, request: &S3Request) -> Result<R
     let max_parts = number_query("max-parts")?.unwrap_or(MAX_LIST_PARTS).min(MAX_LIST_PARTS);
     let marker = number_query("part-number-marker")?.unwrap_or(0).min(MAX_PART_NUMBER as usize) as u32;
     let upload = read_upload(gateway, &target).await?;
-    let prefix = manifest::upload_part_prefix(target.bucket.bucket_id, target.shard, target.upload_id);
-    let after = manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, marker);
-    let mut parts = Vec::new();
-    let mut cursor = Some(after);
-    let mut truncated = false;
-    // Tombstoned rows do not count, so a page may take more than one scan.
-    while let Some(after) = cursor.take() {
-        let (rows, more) = gateway
-            .replication
-            .scan_rows(&target.placement(), &prefix, Some(&after), PART_SCAN_ROWS, target.bucket.consistency)
-            .await?;
-        for row in &rows {
-            if row.tombstone {
-                continue;
-            }
-            if parts.len() == max_parts {
-                truncated = true;
-                break;
-            }
-            parts.push(decode_record::<UploadPartRecord>(&row.value).map_err(|_| S3Error::InternalError)?);
-        }
-        if !truncated && more {
-            cursor = rows.last().map(|r| r.key.clone());
-        }
-    }
+    let (parts, truncated) = scan_parts(gateway, &target, marker, max_parts).await?;
 
     let owner = &target.bucket.owner_key;
     let mut xml = XmlWriter::new("ListPartsResult");
