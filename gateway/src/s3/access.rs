@@ -100,7 +100,7 @@ fn policy_xml(owner: &str, acl: CannedAcl) -> String {
     const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
     const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
     let mut xml = XmlWriter::new("AccessControlPolicy");
-    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
+    xml.principal("Owner", owner);
     xml.open("AccessControlList");
     let grant = |xml: &mut XmlWriter, grantee_type: &str, grantee: (&str, &str), permission: &str| {
         xml.open("Grant")

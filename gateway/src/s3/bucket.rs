@@ -70,7 +70,7 @@ pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, 
     let page: Vec<_> = buckets.by_ref().take(max).collect();
     let more = buckets.next().is_some();
     let mut xml = XmlWriter::new("ListAllMyBucketsResult");
-    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
+    xml.principal("Owner", owner);
     xml.open("Buckets");
     for bucket in &page {
         xml.open("Bucket")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{self, ChecksumAlgorithm, index_shard, metadata_placement_key};
+use cairn_storage_node::manifest::{self, index_shard, metadata_placement_key};
 use futures_util::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
@@ -69,15 +69,7 @@ struct ObjectIdentifier {
 /// error for each of its keys, and the others still succeed.
 pub async fn delete_objects(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
-    let has_digest = request.headers.contains_key("content-md5")
-        || request.headers.keys().any(|name| ChecksumAlgorithm::from_header(name.as_str()).is_some())
-        || request.headers.contains_key("x-amz-trailer");
-    if !has_digest {
-        return Err(S3Error::InvalidRequest(
-            "Missing required header for this request: Content-MD5 or x-amz-checksum-*".into(),
-        ));
-    }
-    let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::All).await?;
+    let body = read_small_body(request, body, MAX_XML_BODY_BYTES, BodyChecksums::AllWithDigest).await?;
     let listed: DeleteRequest = super::xml::parse(&body)?;
     if listed.object.is_empty() || listed.object.len() > MAX_DELETE_KEYS {
         return Err(S3Error::MalformedXml);

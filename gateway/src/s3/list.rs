@@ -270,7 +270,7 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
                     .element("ETag", &format!("\"{}\"", version.etag))
                     .element("Size", &version.size.to_string());
                 if with_owner {
-                    owner_element(&mut xml, &bucket.owner_key);
+                    xml.principal("Owner", &bucket.owner_key);
                 }
                 xml.element("StorageClass", "STANDARD").close("Contents");
             }
@@ -280,10 +280,6 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
         }
     }
     Ok(xml_response(xml.finish("ListBucketResult")))
-}
-
-fn owner_element(xml: &mut XmlWriter, owner: &str) {
-    xml.open("Owner").element("ID", owner).element("DisplayName", owner).close("Owner");
 }
 
 /// ListObjectVersions: an unversioned bucket holds one version of each key, whose id is
@@ -332,7 +328,7 @@ pub async fn list_object_versions(gateway: &Gateway, request: &S3Request) -> Res
                     .element("LastModified", &iso8601(version.last_modified_ms))
                     .element("ETag", &format!("\"{}\"", version.etag))
                     .element("Size", &version.size.to_string());
-                owner_element(&mut xml, &bucket.owner_key);
+                xml.principal("Owner", &bucket.owner_key);
                 xml.element("StorageClass", "STANDARD").close("Version");
             }
             Entry::CommonPrefix(common) => {

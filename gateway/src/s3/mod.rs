@@ -407,12 +407,20 @@ fn split_path(raw_path: &str) -> Result<(Option<String>, Option<String>), S3Erro
 /// space, as in the signature's canonical query.
 fn parse_query(raw: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        out.entry(decode(name)).or_insert_with(|| decode(value));
+    for (name, value) in form_pairs(raw) {
+        out.entry(name).or_insert(value);
     }
     out
+}
+
+/// The decoded `name=value` pairs of form-encoded text (a query string, `x-amz-tagging`), in
+/// order and with repeats; a raw `+` is a space.
+pub fn form_pairs(raw: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    raw.split('&').filter(|p| !p.is_empty()).map(move |pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(name), decode(value))
+    })
 }
 
 /// Adds a header, skipping values that are not valid header text.

@@ -458,7 +458,7 @@ pub async fn list_parts(gateway: &Arc<Gateway>, request: &S3Request) -> Result<R
         .element("Key", &target.key)
         .element("UploadId", &target.upload_id.simple().to_string());
     for role in ["Initiator", "Owner"] {
-        xml.open(role).element("ID", owner).element("DisplayName", owner).close(role);
+        xml.principal(role, owner);
     }
     xml.element("StorageClass", "STANDARD")
         .element("PartNumberMarker", &marker.to_string())

@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use cairn_storage_node::control::BucketChange;
 use http::StatusCode;
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use super::access::{Access, resolve_bucket};
@@ -52,15 +51,7 @@ fn validate_pairs(tags: &[(String, String)]) -> Result<(), S3Error> {
 /// The tags of an `x-amz-tagging` header (`k1=v1&k2=v2`, URL-encoded).
 pub fn tags_from_header(request: &S3Request) -> Result<Vec<(String, String)>, S3Error> {
     let Some(header) = request.header("x-amz-tagging") else { return Ok(Vec::new()) };
-    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-    let tags: Vec<(String, String)> = header
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
-        .collect();
+    let tags: Vec<(String, String)> = super::form_pairs(header).collect();
     validate(&tags)?;
     Ok(tags)
 }

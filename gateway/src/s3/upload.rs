@@ -265,6 +265,9 @@ impl BodyDigests {
 pub enum BodyChecksums {
     /// Every one: the signed payload hash, `Content-MD5` and `x-amz-checksum-*`.
     All,
+    /// As `All`, and the request must carry `Content-MD5` or an `x-amz-checksum-*` value
+    /// (DeleteObjects).
+    AllWithDigest,
     /// The signed payload hash and `Content-MD5` only (`x-amz-checksum-*` means something else).
     SignatureAndMd5,
 }
@@ -282,8 +285,15 @@ pub async fn read_small_body(
         return Err(S3Error::MalformedXml);
     }
     let mut expected = expected_digests(request)?;
-    if checksums == BodyChecksums::SignatureAndMd5 {
-        expected.claimed = None;
+    match checksums {
+        BodyChecksums::All => {}
+        BodyChecksums::AllWithDigest if expected.md5.is_some() || expected.claimed.is_some() => {}
+        BodyChecksums::AllWithDigest => {
+            return Err(S3Error::InvalidRequest(
+                "Missing required header for this request: Content-MD5 or x-amz-checksum-*".into(),
+            ));
+        }
+        BodyChecksums::SignatureAndMd5 => expected.claimed = None,
     }
     let mut digests = BodyDigests::new(expected, None);
     let mut buffer = BytesMut::new();

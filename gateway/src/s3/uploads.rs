@@ -164,7 +164,7 @@ pub async fn list_uploads(gateway: &Gateway, request: &S3Request) -> Result<Resp
             Entry::Upload { key, upload_id, initiated_ms } => {
                 xml.open("Upload").element("Key", &encode(key)).element("UploadId", &upload_id.simple().to_string());
                 for role in ["Initiator", "Owner"] {
-                    xml.open(role).element("ID", owner).element("DisplayName", owner).close(role);
+                    xml.principal(role, owner);
                 }
                 xml.element("StorageClass", "STANDARD").element("Initiated", &iso8601(*initiated_ms)).close("Upload");
             }

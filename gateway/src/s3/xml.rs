@@ -73,6 +73,12 @@ impl XmlWriter {
         self.close(name)
     }
 
+    /// Writes a principal element (`Owner`, `Initiator`): `<role><ID>id</ID><DisplayName>id</DisplayName></role>`.
+    /// Cairn's principals are access keys, whose id is also their display name.
+    pub fn principal(&mut self, role: &str, id: &str) -> &mut Self {
+        self.open(role).element("ID", id).element("DisplayName", id).close(role)
+    }
+
     /// Appends markup as is (for elements with attributes); the caller escapes.
     pub fn raw(&mut self, markup: &str) -> &mut Self {
         self.out.push_str(markup);
