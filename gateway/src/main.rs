@@ -129,6 +129,10 @@ struct GatewayArgs {
     /// Base domains for virtual-hosted-style requests (`BUCKET.DOMAIN`), comma separated.
     #[arg(long, env = "CAIRN_S3_DOMAIN", value_delimiter = ',')]
     s3_domain: Vec<String>,
+    /// URL clients reach the S3 API at through a reverse proxy (`https://s3.example.com`):
+    /// signatures made for its host verify even if the proxy rewrites `Host`.
+    #[arg(long, env = "CAIRN_PUBLIC_ENDPOINT")]
+    public_endpoint: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
     /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
@@ -287,6 +291,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 secret: args.secret.load()?,
                 region: args.region,
                 domains: args.s3_domain,
+                public_endpoint: args
+                    .public_endpoint
+                    .as_deref()
+                    .map(cairn_gateway::s3::PublicEndpoint::parse)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?,
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {

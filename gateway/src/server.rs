@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub region: String,
     /// Base domains of virtual-hosted-style requests.
     pub domains: Vec<String>,
+    /// Where clients reach the S3 API through a reverse proxy, if one stands in front.
+    pub public_endpoint: Option<crate::s3::PublicEndpoint>,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// An HTTPS listener for the S3 API besides the plain one.
@@ -72,7 +74,11 @@ pub async fn run(
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
     let gateway = Gateway::new(
         Replication::new(cluster.clone(), client, rand::random()),
-        S3Config { region: config.region.clone(), domains: config.domains.clone() },
+        S3Config {
+            region: config.region.clone(),
+            domains: config.domains.clone(),
+            public_endpoint: config.public_endpoint.clone(),
+        },
     );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");
 

@@ -311,6 +311,9 @@ pub struct PartRef {
     pub size: u64,
     /// The part's ETag without quotes.
     pub etag: String,
+    /// The part's own checksum in its upload's algorithm (multipart parts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
 
 /// One piece of a byte range: which chunk, and which bytes of it.
@@ -479,6 +482,7 @@ mod tests {
                 chunk_set: Uuid::from_u128(i as u128 + 1),
                 size,
                 etag: String::new(),
+                checksum: None,
             })
             .collect()
     }

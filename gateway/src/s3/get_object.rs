@@ -8,7 +8,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{
-    self, ObjectVersion, PartList, PartRef, PartTable, decode_record, index_shard, metadata_placement_key,
+    self, Checksum, ChecksumType, ObjectVersion, PartList, PartRef, PartTable, decode_record, index_shard,
+    metadata_placement_key,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -256,6 +257,8 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
         None => parse_range(request.header("range"), version.size)?,
     };
     let (start, end) = range.as_ref().map_or((0, version.size), |r| (r.start, r.end));
+    let part_checksum =
+        part_number.and_then(|number| parts.as_ref()?.iter().find(|part| part.number == number)?.checksum.clone());
 
     let body = match (with_body, parts) {
         (false, _) => Body::empty(),
@@ -281,9 +284,11 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
     if let (Some(_), PartList::Table { count }) = (part_number, &version.parts) {
         set_header(&mut response, "x-amz-mp-parts-count", &count.to_string());
     }
-    // S3 reports the checksum only when asked, and only for the whole object.
-    if range.is_none() && request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) {
-        set_checksum_headers(&mut response, version.checksum.as_ref());
+    // A Range read gets no checksum: none covers exactly its bytes.
+    if (range.is_none() || part_number.is_some())
+        && request.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
+    {
+        set_checksum_headers(&mut response, returned_checksum(&version, part_number, part_checksum.as_ref()));
     }
     for (parameter, header) in RESPONSE_OVERRIDES {
         if let Some(value) = request.query.get(parameter) {
@@ -291,6 +296,23 @@ pub async fn get_object(gateway: &Arc<Gateway>, request: &S3Request, with_body: 
         }
     }
     Ok(response)
+}
+
+/// The checksum S3 reports for a read: the object's for a whole-object read; for a `partNumber`
+/// read, the part's own when the object's checksum is composite, the object's when a
+/// full-object checksum covers exactly that part, else none.
+fn returned_checksum<'a>(
+    version: &'a ObjectVersion,
+    part_number: Option<u32>,
+    part_checksum: Option<&'a Checksum>,
+) -> Option<&'a Checksum> {
+    let object = version.checksum.as_ref()?;
+    match part_number {
+        None => Some(object),
+        Some(_) if object.kind == ChecksumType::Composite => part_checksum,
+        Some(_) if version.part_count() == 1 => Some(object),
+        Some(_) => None,
+    }
 }
 
 /// The headers GET and HEAD return for a stored version.

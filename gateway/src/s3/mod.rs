@@ -44,6 +44,44 @@ pub struct S3Config {
     pub region: String,
     /// Base domains of virtual-hosted-style requests: `bucket.<domain>` names a bucket.
     pub domains: Vec<String>,
+    /// The address clients use when a reverse proxy stands in front of the gateway.
+    pub public_endpoint: Option<PublicEndpoint>,
+}
+
+/// The URL clients reach the S3 API at through a reverse proxy or ingress, which may rewrite
+/// the `Host` header: signatures are also checked against the host clients signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicEndpoint {
+    /// Scheme and authority, without a trailing slash: `https://s3.example.com`.
+    pub url: String,
+    /// The `Host` value clients sign: the authority without the scheme's default port.
+    pub host: String,
+    /// The host name alone, a base domain for virtual-hosted-style requests.
+    pub domain: String,
+}
+
+impl PublicEndpoint {
+    /// Parses `http[s]://host[:port][/]`; a path prefix cannot be honoured, so it is refused.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("public endpoint {url:?}: {e}"))?;
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => return Err(format!("public endpoint {url:?}: the scheme must be http or https")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("public endpoint {url:?}: no host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "public endpoint {url:?}: a path or query cannot be served; give scheme and host only"
+            ));
+        }
+        let domain = authority.host().to_ascii_lowercase();
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{domain}:{port}"),
+            _ => domain.clone(),
+        };
+        Ok(Self { url: format!("{}://{host}", uri.scheme_str().unwrap_or("http")), host, domain })
+    }
 }
 
 impl S3Config {
@@ -56,7 +94,8 @@ impl S3Config {
             Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
             _ => host.as_str(),
         };
-        self.domains.iter().find_map(|domain| {
+        let public = self.public_endpoint.iter().map(|p| &p.domain);
+        self.domains.iter().chain(public).find_map(|domain| {
             let domain = domain.trim_matches('.').to_ascii_lowercase();
             host.strip_suffix(&domain)?.strip_suffix('.').filter(|b| !b.is_empty()).map(str::to_owned)
         })
@@ -166,16 +205,42 @@ fn host_bucket(config: &S3Config, headers: &http::HeaderMap) -> Option<String> {
     headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| config.host_bucket(h))
 }
 
-async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
-    let (parts, body) = request.into_parts();
+/// Verifies a request's signature; behind a proxy that rewrote `Host`, a request that fails is
+/// checked once more against the public endpoint's host, the one the client signed.
+fn verify_signature(
+    gateway: &Gateway,
+    parts: &mut http::request::Parts,
+    host_bucket: Option<&str>,
+) -> Result<Authenticated, auth::AuthError> {
     let state = gateway.state();
-    let host_bucket = host_bucket(&gateway.config, &parts.headers);
     let secret_of = |key_id: &str| state.access_keys.get(key_id).map(|k| k.secret.clone());
     let now = std::time::SystemTime::now();
-    let verified = match &host_bucket {
-        Some(bucket) => auth::authenticate_virtual_host(&parts, bucket, now, secret_of),
-        None => auth::authenticate(&parts, now, secret_of),
+    let verified = match host_bucket {
+        Some(bucket) => auth::authenticate_virtual_host(parts, bucket, now, secret_of),
+        None => auth::authenticate(parts, now, secret_of),
     };
+    let public = match (&verified, &gateway.config.public_endpoint, host_bucket) {
+        (Err(auth::AuthError::SignatureDoesNotMatch { .. }), Some(public), None) => public,
+        _ => return verified,
+    };
+    let Ok(public_host) = HeaderValue::from_str(&public.host) else { return verified };
+    let received = parts.headers.insert(http::header::HOST, public_host.clone());
+    if received.as_ref() == Some(&public_host) {
+        return verified;
+    }
+    let retried = auth::authenticate(parts, now, secret_of);
+    match received {
+        Some(host) => parts.headers.insert(http::header::HOST, host),
+        None => parts.headers.remove(http::header::HOST),
+    };
+    // The first error names what was signed for the host actually received.
+    retried.or(verified)
+}
+
+async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
+    let (mut parts, body) = request.into_parts();
+    let host_bucket = host_bucket(&gateway.config, &parts.headers);
+    let verified = verify_signature(gateway, &mut parts, host_bucket.as_deref());
     let auth = match verified {
         Ok(auth) => auth,
         // Unsigned requests go on as anonymous; each operation decides what they may do.
@@ -468,8 +533,23 @@ mod tests {
     }
 
     #[test]
+    fn public_endpoints_name_the_host_clients_sign() {
+        let public = PublicEndpoint::parse("https://S3.Example.com:443/").unwrap();
+        assert_eq!((public.url.as_str(), public.host.as_str()), ("https://s3.example.com", "s3.example.com"));
+        let public = PublicEndpoint::parse("http://s3.example.com:8080").unwrap();
+        assert_eq!((public.host.as_str(), public.domain.as_str()), ("s3.example.com:8080", "s3.example.com"));
+        for bad in ["s3.example.com", "ftp://s3.example.com", "https://s3.example.com/prefix", "https://h/?q=1"] {
+            assert!(PublicEndpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn virtual_hosts_name_buckets_under_configured_domains() {
-        let config = S3Config { region: "r".into(), domains: vec!["s3.example.com".into(), ".local.test".into()] };
+        let config = S3Config {
+            region: "r".into(),
+            domains: vec!["s3.example.com".into(), ".local.test".into()],
+            public_endpoint: None,
+        };
         assert_eq!(config.host_bucket("photos.s3.example.com"), Some("photos".into()));
         assert_eq!(config.host_bucket("Photos.S3.Example.com:9000"), Some("photos".into()));
         assert_eq!(config.host_bucket("a.b.local.test"), Some("a.b".into()));

@@ -19,6 +19,7 @@ use super::access::{Access, resolve_bucket};
 use super::checksum;
 use super::copy;
 use super::error::S3Error;
+use super::list;
 use super::put_object::{ObjectAttributes, check_write_conditions, object_attributes};
 use super::upload::{BodyChecksums, StoredBody, read_small_body, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
@@ -172,6 +173,7 @@ async fn record_part(
             chunk_set: stored.chunk_set,
             size: stored.size,
             etag: hex::encode(stored.md5),
+            checksum: None,
         },
         chunk_size: stored.chunk_size,
         last_modified_ms: now_ms(),
@@ -337,6 +339,8 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
     let uploaded = uploaded_parts(gateway, &target).await?;
 
     let (algorithm, kind) = upload_checksum(&upload);
+    // An upload created with a composite checksum must list every part's checksum, as in S3.
+    let listing_required = upload.checksum.is_some_and(|(_, kind)| kind == ChecksumType::Composite);
     let mut part_checksums = Vec::with_capacity(listed.part.len());
     let mut parts = Vec::with_capacity(listed.part.len());
     let mut md5s = Md5::new();
@@ -359,6 +363,13 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
             return Err(S3Error::InternalError);
         }
         let recorded = record.checksum.as_ref().filter(|c| c.algorithm == algorithm);
+        if listing_required && listed_part.checksum(algorithm).is_none() {
+            return Err(S3Error::InvalidRequest(format!(
+                "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.",
+                algorithm.name().to_ascii_lowercase(),
+                listed_part.part_number
+            )));
+        }
         if let Some(listed_value) = listed_part.checksum(algorithm) {
             let listed_raw = checksum::parse_value(algorithm, listed_value).map_err(|_| S3Error::InvalidPart)?;
             if recorded.is_none_or(|c| c.value != hex::encode(&listed_raw)) {
@@ -369,7 +380,7 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
             part_checksums.push((hex::decode(&recorded.value).map_err(|_| S3Error::InternalError)?, record.part.size));
         }
         md5s.update(hex::decode(&record.part.etag).map_err(|_| S3Error::InternalError)?);
-        parts.push(record.part.clone());
+        parts.push(PartRef { checksum: recorded.cloned(), ..record.part.clone() });
     }
     // Parts written before checksums were kept leave the object without one.
     let object_checksum =
@@ -417,7 +428,9 @@ pub async fn complete(gateway: &Arc<Gateway>, request: &S3Request, body: Body) -
     ];
     gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
     let mut xml = XmlWriter::new("CompleteMultipartUploadResult");
-    xml.element("Location", &format!("/{}/{}", target.bucket.name, target.key))
+    let base = gateway.config.public_endpoint.as_ref().map_or("", |p| p.url.as_str());
+    let location = format!("{base}/{}/{}", target.bucket.name, list::url_encode(&target.key).replace('+', "%20"));
+    xml.element("Location", &location)
         .element("Bucket", &target.bucket.name)
         .element("Key", &target.key)
         .element("ETag", &format!("\"{etag}\""));

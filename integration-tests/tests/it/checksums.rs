@@ -166,6 +166,61 @@ async fn flexible_checksums_are_kept_and_returned() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streamed bodies carry their checksum in the `aws-chunked` trailer; each algorithm's trailer
+/// value is verified and stored like a header value. With no checksum sent at all, Cairn
+/// records the CRC64NVME that S3 would.
+#[tokio::test(flavor = "multi_thread")]
+async fn trailer_checksums_and_the_default_checksum_are_stored() -> anyhow::Result<()> {
+    let cluster = DevCluster::start(3)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("flex").send().await?;
+    let data = test_bytes(MIB + 4321, 11);
+    let path = cluster.dir().join("trailer.bin");
+    std::fs::write(&path, &data)?;
+
+    for algorithm in [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ] {
+        let key = format!("trailer-{}", algorithm.as_str());
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(&path).await?;
+        let streamed =
+            s3.put_object().bucket("flex").key(&key).checksum_algorithm(algorithm.clone()).body(body).send().await?;
+        // The same bytes with the checksum in a header give the same stored value.
+        let header_key = format!("header-{}", algorithm.as_str());
+        round_trip_with(&s3, &header_key, algorithm.clone(), &data).await?;
+        let from_trailer =
+            s3.head_object().bucket("flex").key(&key).checksum_mode(ChecksumMode::Enabled).send().await?;
+        let from_header =
+            s3.head_object().bucket("flex").key(&header_key).checksum_mode(ChecksumMode::Enabled).send().await?;
+        let values = |h: &aws_sdk_s3::operation::head_object::HeadObjectOutput| {
+            [h.checksum_crc32(), h.checksum_crc32_c(), h.checksum_crc64_nvme(), h.checksum_sha1(), h.checksum_sha256()]
+                .map(|v| v.map(str::to_owned))
+        };
+        assert_eq!(values(&from_trailer), values(&from_header), "{key}");
+        assert_eq!(values(&from_trailer).iter().flatten().count(), 1, "{key}");
+        let echoed = [streamed.checksum_crc32(), streamed.checksum_crc32_c(), streamed.checksum_crc64_nvme()];
+        assert!(echoed.iter().flatten().count() <= 1, "{key}: {echoed:?}");
+        assert!(get(&s3, "flex", &key).await? == data, "{key}");
+    }
+
+    // A request with no checksum at all (signed by hand, so no SDK adds one).
+    let url = format!("{}/flex/plain", cluster.info.s3_endpoint);
+    let host = cluster.info.s3_endpoint.trim_start_matches("http://").to_owned();
+    let (status, body) = send_signed(&cluster, "PUT", &url, &host, &data, &data).await?;
+    assert_eq!(status, 200, "{body}");
+    let plain = s3.head_object().bucket("flex").key("plain").checksum_mode(ChecksumMode::Enabled).send().await?;
+    let explicit =
+        s3.head_object().bucket("flex").key("header-CRC64NVME").checksum_mode(ChecksumMode::Enabled).send().await?;
+    assert!(plain.checksum_crc64_nvme().is_some());
+    assert_eq!(plain.checksum_crc64_nvme(), explicit.checksum_crc64_nvme());
+    assert_eq!(plain.checksum_type(), Some(&ChecksumType::FullObject));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()> {
     let cluster = DevCluster::start(3)?;
@@ -183,6 +238,21 @@ async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()
     let head = s3.head_object().bucket("flex").key("composite").checksum_mode(ChecksumMode::Enabled).send().await?;
     assert_eq!(head.checksum_crc32(), Some(expected.as_str()));
     assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
+    // A partNumber read of a composite object carries that part's own checksum, which the SDK
+    // checks against the part's bytes.
+    for (number, data) in parts_data.iter().enumerate() {
+        let number = number as i32 + 1;
+        let out = s3
+            .get_object()
+            .bucket("flex")
+            .key("composite")
+            .part_number(number)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await?;
+        assert_eq!(out.checksum_crc32(), Some(crc32_base64(data).as_str()), "part {number}");
+        assert!(out.body.collect().await?.into_bytes()[..] == data[..], "part {number}");
+    }
 
     // FULL_OBJECT CRC64NVME: the same value a single PUT of the whole bytes gets.
     let done =
@@ -194,6 +264,19 @@ async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()
     // The SDK validates the whole body against the full-object checksum.
     let out = s3.get_object().bucket("flex").key("full").checksum_mode(ChecksumMode::Enabled).send().await?;
     assert!(out.body.collect().await?.into_bytes()[..] == whole[..]);
+    // A part of several under a full-object checksum has none to report; neither has a range.
+    let part =
+        s3.head_object().bucket("flex").key("full").part_number(2).checksum_mode(ChecksumMode::Enabled).send().await?;
+    assert!(part.checksum_crc64_nvme().is_none() && part.checksum_type().is_none());
+    let range = s3
+        .get_object()
+        .bucket("flex")
+        .key("full")
+        .range("bytes=0-9")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await?;
+    assert!(range.checksum_crc64_nvme().is_none());
 
     // A part checksum listed wrongly at completion is InvalidPart.
     let upload = s3
@@ -229,6 +312,18 @@ async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()
         .await
         .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
+    // A composite upload must list every part's checksum.
+    let unlisted = CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap_or_default()).build();
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("flex")
+        .key("wrong")
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(unlisted).build())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidRequest"));
     Ok(())
 }
 

@@ -79,6 +79,18 @@ async fn copies_between_buckets_with_metadata_directives_and_conditions() -> any
         .copy_source_if_match(&source_etag)
         .send()
         .await?;
+    // The date forms: the source was written just now.
+    let hour = std::time::Duration::from_secs(3600);
+    let (past, future) = (std::time::SystemTime::now() - hour, std::time::SystemTime::now() + hour);
+    let date = aws_sdk_s3::primitives::DateTime::from;
+    let copy = || s3.copy_object().bucket("dst").key("cond").copy_source("src/dir/a%20b%2B%C3%BC");
+    let err = copy().copy_source_if_modified_since(date(future)).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("PreconditionFailed"));
+    let err = copy().copy_source_if_unmodified_since(date(past)).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("PreconditionFailed"));
+    copy().copy_source_if_modified_since(date(past)).copy_source_if_unmodified_since(date(future)).send().await?;
+    // S3's precedence: a matching ETag outweighs a failed unmodified-since.
+    copy().copy_source_if_match(&source_etag).copy_source_if_unmodified_since(date(past)).send().await?;
 
     // Copying an object onto itself without a change is refused; missing sources are 404.
     let err = s3.copy_object().bucket("dst").key("copy").copy_source("dst/copy").send().await.unwrap_err();

@@ -74,12 +74,24 @@ pub async fn send_signed(
     signed_body: &[u8],
     sent_body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    send_signed_as(cluster, method, url, host, host, signed_body, sent_body).await
+}
+
+/// Like [`send_signed`], but sends `sent_host` in place of the signed host, as a reverse proxy
+/// that rewrites `Host` does.
+pub async fn send_signed_as(
+    cluster: &cairn_integration_tests::DevCluster,
+    method: &str,
+    url: &str,
+    host: &str,
+    sent_host: &str,
+    signed_body: &[u8],
+    sent_body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     use aws_sigv4::http_request::{
         PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
         UriPathNormalizationMode, sign,
     };
-    use http_body_util::BodyExt;
-
     let credentials = aws_credential_types::Credentials::new(
         &cluster.info.access_key_id,
         &cluster.info.secret_access_key,
@@ -117,6 +129,28 @@ pub async fn send_signed(
     }
     let mut request = builder.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(sent_body)))?;
     instructions.apply_to_request_http1x(&mut request);
+    request.headers_mut().insert(http::header::HOST, sent_host.parse()?);
+    send_to_cluster(request).await
+}
+
+/// Sends a request presigned for any endpoint to the cluster's S3 port, with the Host header
+/// of the port (as a proxy that rewrites `Host` would). Returns the status and body text.
+pub async fn send_presigned(
+    cluster: &cairn_integration_tests::DevCluster,
+    presigned: &aws_sdk_s3::presigning::PresignedRequest,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let uri: http::Uri = presigned.uri().parse()?;
+    let target = format!("{}{}", cluster.info.s3_endpoint, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut builder = http::Request::builder().method(presigned.method()).uri(&target);
+    for (name, value) in presigned.headers() {
+        builder = builder.header(name, value);
+    }
+    send_to_cluster(builder.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))?).await
+}
+
+async fn send_to_cluster(request: http::Request<http_body_util::Full<bytes::Bytes>>) -> anyhow::Result<(u16, String)> {
+    use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let response = client.request(request).await?;

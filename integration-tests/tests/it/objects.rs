@@ -57,6 +57,9 @@ async fn ranges_metadata_and_deletes() -> anyhow::Result<()> {
         .body(data.clone().into())
         .content_type("text/x-cairn")
         .cache_control("max-age=60")
+        .content_disposition("attachment; filename=\"r.bin\"")
+        .content_language("de-CH")
+        .expires(aws_sdk_s3::primitives::DateTime::from_secs(1_900_000_000))
         .metadata("color", "blue")
         .metadata("shape", "round")
         .send()
@@ -83,6 +86,9 @@ async fn ranges_metadata_and_deletes() -> anyhow::Result<()> {
     assert_eq!(head.content_length(), Some(len as i64));
     assert_eq!(head.content_type(), Some("text/x-cairn"));
     assert_eq!(head.cache_control(), Some("max-age=60"));
+    assert_eq!(head.content_disposition(), Some("attachment; filename=\"r.bin\""));
+    assert_eq!(head.content_language(), Some("de-CH"));
+    assert_eq!(head.expires_string(), Some("Sun, 17 Mar 2030 17:46:40 GMT"));
     let meta = head.metadata().cloned().unwrap_or_default();
     assert_eq!(meta.get("color").map(String::as_str), Some("blue"));
     assert_eq!(meta.get("shape").map(String::as_str), Some("round"));
@@ -95,6 +101,25 @@ async fn ranges_metadata_and_deletes() -> anyhow::Result<()> {
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
     // Deleting a missing key is not an error in S3.
     s3.delete_object().bucket("ranges").key("never-there").send().await?;
+
+    // User metadata is limited to 2 KiB of names and values.
+    let err = s3
+        .put_object()
+        .bucket("ranges")
+        .key("heavy")
+        .metadata("big", "v".repeat(2048))
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("MetadataTooLarge"));
+    s3.put_object()
+        .bucket("ranges")
+        .key("light")
+        .metadata("big", "v".repeat(2000))
+        .body(b"x".to_vec().into())
+        .send()
+        .await?;
     Ok(())
 }
 
