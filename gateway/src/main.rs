@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use cairn_gateway::{dev, read_secret_file, server};
@@ -13,6 +14,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// Default chunk size of a new cluster.
 const DEFAULT_CHUNK_SIZE_BYTES: u64 = 4 * 1024 * 1024;
+/// How long a server-side copy runs before its `200 OK` is sent early (2 s: well inside any
+/// client's or proxy's idle timeout, long enough that most copies answer with exact statuses).
+const DEFAULT_KEEPALIVE_AFTER_MS: u64 = 2_000;
 
 #[derive(Parser)]
 #[command(name = "cairn", version, about = "Cairn: an S3-compatible object store")]
@@ -133,6 +137,10 @@ struct GatewayArgs {
     /// signatures made for its host verify even if the proxy rewrites `Host`.
     #[arg(long, env = "CAIRN_PUBLIC_ENDPOINT")]
     public_endpoint: Option<String>,
+    /// Milliseconds a CopyObject or UploadPartCopy may run before `200 OK` is sent ahead of its
+    /// outcome and whitespace keeps the connection alive (0: at once).
+    #[arg(long, env = "CAIRN_S3_KEEPALIVE_AFTER_MS", default_value_t = DEFAULT_KEEPALIVE_AFTER_MS)]
+    s3_keepalive_after_ms: u64,
     #[command(flatten)]
     tls: TlsArgs,
     /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
@@ -297,6 +305,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     .map(cairn_gateway::s3::PublicEndpoint::parse)
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
+                keepalive_after: Duration::from_millis(args.s3_keepalive_after_ms),
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {

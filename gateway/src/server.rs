@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub domains: Vec<String>,
     /// Where clients reach the S3 API through a reverse proxy, if one stands in front.
     pub public_endpoint: Option<crate::s3::PublicEndpoint>,
+    /// How long a server-side copy may run before its `200 OK` goes out ahead of its outcome.
+    pub keepalive_after: Duration,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// An HTTPS listener for the S3 API besides the plain one.
@@ -78,6 +80,7 @@ pub async fn run(
             region: config.region.clone(),
             domains: config.domains.clone(),
             public_endpoint: config.public_endpoint.clone(),
+            keepalive_after: config.keepalive_after,
         },
     );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");

@@ -10,6 +10,7 @@ pub mod cors;
 pub mod delete;
 pub mod error;
 pub mod get_object;
+pub mod keepalive;
 pub mod list;
 pub mod multipart;
 pub mod put_object;
@@ -19,6 +20,7 @@ pub mod uploads;
 pub mod xml;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,6 +46,8 @@ pub struct S3Config {
     pub region: String,
     /// Base domains of virtual-hosted-style requests: `bucket.<domain>` names a bucket.
     pub domains: Vec<String>,
+    /// How long a server-side copy may run before its `200 OK` is sent ahead of its outcome.
+    pub keepalive_after: std::time::Duration,
     /// The address clients use when a reverse proxy stands in front of the gateway.
     pub public_endpoint: Option<PublicEndpoint>,
 }
@@ -148,6 +152,10 @@ pub struct S3Request {
     pub key: Option<String>,
     /// Who signed the request.
     pub auth: Authenticated,
+    /// The request's path as sent, named in error documents.
+    pub resource: String,
+    /// The id echoed in `x-amz-request-id` and error documents.
+    pub request_id: String,
 }
 
 impl S3Request {
@@ -175,7 +183,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
             (origin.to_owned(), request.method().clone(), bucket)
         });
-        let outcome = dispatch(&gateway, request).await;
+        let outcome = dispatch(&gateway, request, &request_id).await;
         match browser {
             Some((origin, method, Some(bucket))) => outcome.map(|mut response| {
                 if let Some(bucket) = gateway.state().buckets.get(&bucket) {
@@ -203,6 +211,17 @@ fn request_bucket(config: &S3Config, uri: &http::Uri, headers: &http::HeaderMap)
 
 fn host_bucket(config: &S3Config, headers: &http::HeaderMap) -> Option<String> {
     headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| config.host_bucket(h))
+}
+
+/// Runs a server-side copy so that its connection outlives the copy (see [`keepalive`]).
+async fn keep_alive<F, Fut>(gateway: &Arc<Gateway>, request: S3Request, operation: F) -> Result<Response, S3Error>
+where
+    F: FnOnce(Arc<Gateway>, S3Request) -> Fut,
+    Fut: Future<Output = Result<Response, S3Error>> + Send + 'static,
+{
+    let (resource, request_id) = (request.resource.clone(), request.request_id.clone());
+    let wait = gateway.config.keepalive_after;
+    keepalive::respond_while_running(wait, resource, request_id, operation(gateway.clone(), request)).await
 }
 
 /// Verifies a request's signature; behind a proxy that rewrote `Host`, a request that fails is
@@ -237,7 +256,7 @@ fn verify_signature(
     retried.or(verified)
 }
 
-async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, S3Error> {
+async fn dispatch(gateway: &Arc<Gateway>, request: Request, request_id: &str) -> Result<Response, S3Error> {
     let (mut parts, body) = request.into_parts();
     let host_bucket = host_bucket(&gateway.config, &parts.headers);
     let verified = verify_signature(gateway, &mut parts, host_bucket.as_deref());
@@ -270,7 +289,16 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
         // (PUT ?tagging must not overwrite the object).
         return Err(S3Error::NotImplemented(format!("the `{name}` subresource")));
     }
-    let request = S3Request { method: parts.method, headers: parts.headers, query, bucket, key, auth };
+    let request = S3Request {
+        method: parts.method,
+        headers: parts.headers,
+        query,
+        bucket,
+        key,
+        auth,
+        resource: parts.uri.path().to_owned(),
+        request_id: request_id.to_owned(),
+    };
 
     check_subresource_method(&request)?;
     check_unsupported_headers(&request)?;
@@ -303,33 +331,41 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request) -> Result<Response, 
             Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
             _ => Err(S3Error::MethodNotAllowed),
         },
-        (Some(_), Some(_)) => match method {
-            Method::PUT if request.has_query("acl") => access::put_object_acl(gateway, &request).await,
-            Method::PUT if request.has_query("tagging") => {
-                tagging::put_object_tagging(gateway, &request, Some(body)).await
+        (Some(_), Some(_)) => {
+            match method {
+                Method::PUT if request.has_query("acl") => access::put_object_acl(gateway, &request).await,
+                Method::PUT if request.has_query("tagging") => {
+                    tagging::put_object_tagging(gateway, &request, Some(body)).await
+                }
+                Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
+                    keep_alive(gateway, request, |gateway, request| async move {
+                        multipart::upload_part_copy(&gateway, &request).await
+                    })
+                    .await
+                }
+                Method::PUT if request.has_query("uploadId") => multipart::upload_part(gateway, &request, body).await,
+                Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
+                    keep_alive(gateway, request, |gateway, request| async move {
+                        copy::copy_object(&gateway, &request).await
+                    })
+                    .await
+                }
+                Method::PUT => put_object::put_object(gateway, &request, body).await,
+                Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
+                Method::GET if request.has_query("acl") => access::get_object_acl(gateway, &request).await,
+                Method::GET if request.has_query("tagging") => tagging::get_object_tagging(gateway, &request).await,
+                Method::DELETE if request.has_query("tagging") => {
+                    tagging::put_object_tagging(gateway, &request, None).await
+                }
+                Method::GET => get_object::get_object(gateway, &request, true).await,
+                Method::HEAD => get_object::get_object(gateway, &request, false).await,
+                Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
+                Method::DELETE => delete::delete_object(gateway, &request).await,
+                Method::POST if request.has_query("uploads") => multipart::create(gateway, &request).await,
+                Method::POST if request.has_query("uploadId") => multipart::complete(gateway, &request, body).await,
+                _ => Err(S3Error::MethodNotAllowed),
             }
-            Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
-                multipart::upload_part_copy(gateway, &request).await
-            }
-            Method::PUT if request.has_query("uploadId") => multipart::upload_part(gateway, &request, body).await,
-            Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
-                copy::copy_object(gateway, &request).await
-            }
-            Method::PUT => put_object::put_object(gateway, &request, body).await,
-            Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
-            Method::GET if request.has_query("acl") => access::get_object_acl(gateway, &request).await,
-            Method::GET if request.has_query("tagging") => tagging::get_object_tagging(gateway, &request).await,
-            Method::DELETE if request.has_query("tagging") => {
-                tagging::put_object_tagging(gateway, &request, None).await
-            }
-            Method::GET => get_object::get_object(gateway, &request, true).await,
-            Method::HEAD => get_object::get_object(gateway, &request, false).await,
-            Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
-            Method::DELETE => delete::delete_object(gateway, &request).await,
-            Method::POST if request.has_query("uploads") => multipart::create(gateway, &request).await,
-            Method::POST if request.has_query("uploadId") => multipart::complete(gateway, &request, body).await,
-            _ => Err(S3Error::MethodNotAllowed),
-        },
+        }
     }
 }
 
@@ -549,6 +585,7 @@ mod tests {
             region: "r".into(),
             domains: vec!["s3.example.com".into(), ".local.test".into()],
             public_endpoint: None,
+            keepalive_after: std::time::Duration::ZERO,
         };
         assert_eq!(config.host_bucket("photos.s3.example.com"), Some("photos".into()));
         assert_eq!(config.host_bucket("Photos.S3.Example.com:9000"), Some("photos".into()));

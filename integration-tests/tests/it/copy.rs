@@ -182,3 +182,60 @@ async fn upload_part_copy_assembles_ranges_of_other_objects() -> anyhow::Result<
     assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
     Ok(())
 }
+
+/// A copy that outlasts the keep-alive wait answers `200 OK` at once and its outcome at the
+/// end of the body: the result document, or an `<Error>` the SDK reports as the error it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_copies_answer_200_early_and_their_outcome_in_the_body() -> anyhow::Result<()> {
+    // A zero wait sends every copy down the keep-alive path.
+    let cluster = DevCluster::start_with(3, &[], &[("CAIRN_S3_KEEPALIVE_AFTER_MS", "0")])?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("slow").send().await?;
+    let data = test_bytes(6 * MIB + 5, 8);
+    let etag = put(&s3, "slow", "source", data.clone()).await?;
+
+    let copied = s3.copy_object().bucket("slow").key("copy").copy_source("slow/source").send().await?;
+    assert_eq!(copied.copy_object_result().and_then(|r| r.e_tag()), Some(etag.as_str()));
+    assert!(get(&s3, "slow", "copy").await? == data);
+
+    // A failure after the 200 is still an error to the client, with S3's code.
+    let err = s3
+        .copy_object()
+        .bucket("slow")
+        .key("copy2")
+        .copy_source("slow/source")
+        .copy_source_if_match("\"other\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("PreconditionFailed"));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(200));
+    let err = s3.head_object().bucket("slow").key("copy2").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+
+    // UploadPartCopy takes the same path.
+    let upload = s3.create_multipart_upload().bucket("slow").key("parts").send().await?;
+    let upload_id = upload.upload_id().unwrap_or_default();
+    let part = s3
+        .upload_part_copy()
+        .bucket("slow")
+        .key("parts")
+        .upload_id(upload_id)
+        .part_number(1)
+        .copy_source("slow/source")
+        .send()
+        .await?;
+    let part_etag = part.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default().to_owned();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part_etag).build())
+        .build();
+    s3.complete_multipart_upload()
+        .bucket("slow")
+        .key("parts")
+        .upload_id(upload_id)
+        .multipart_upload(parts)
+        .send()
+        .await?;
+    assert!(get(&s3, "slow", "parts").await? == data);
+    Ok(())
+}
