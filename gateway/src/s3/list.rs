@@ -267,8 +267,9 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
                 xml.open("Contents")
                     .element("Key", &encode(key))
                     .element("LastModified", &iso8601(version.last_modified_ms))
-                    .element("ETag", &format!("\"{}\"", version.etag))
-                    .element("Size", &version.size.to_string());
+                    .element("ETag", &format!("\"{}\"", version.etag));
+                checksum_elements(&mut xml, version);
+                xml.element("Size", &version.size.to_string());
                 if with_owner {
                     xml.principal("Owner", &bucket.owner_key);
                 }
@@ -280,6 +281,13 @@ pub async fn list_objects(gateway: &Gateway, request: &S3Request) -> Result<Resp
         }
     }
     Ok(xml_response(xml.finish("ListBucketResult")))
+}
+
+/// The algorithm and type of an entry's checksum, as S3 lists them.
+fn checksum_elements(xml: &mut XmlWriter, version: &ObjectVersion) {
+    if let Some(checksum) = &version.checksum {
+        xml.element("ChecksumAlgorithm", checksum.algorithm.name()).element("ChecksumType", checksum.kind.name());
+    }
 }
 
 /// ListObjectVersions: an unversioned bucket holds one version of each key, whose id is
@@ -326,8 +334,9 @@ pub async fn list_object_versions(gateway: &Gateway, request: &S3Request) -> Res
                     .element("VersionId", "null")
                     .element("IsLatest", "true")
                     .element("LastModified", &iso8601(version.last_modified_ms))
-                    .element("ETag", &format!("\"{}\"", version.etag))
-                    .element("Size", &version.size.to_string());
+                    .element("ETag", &format!("\"{}\"", version.etag));
+                checksum_elements(&mut xml, version);
+                xml.element("Size", &version.size.to_string());
                 xml.principal("Owner", &bucket.owner_key);
                 xml.element("StorageClass", "STANDARD").close("Version");
             }

@@ -163,6 +163,14 @@ async fn versions_owners_and_versioning_of_an_unversioned_bucket() -> anyhow::Re
     assert!(owned.contents().iter().all(|o| o.owner().and_then(|o| o.id()) == Some(owner)));
     let v1 = s3.list_objects().bucket("versions").send().await?;
     assert!(v1.contents().iter().all(|o| o.owner().and_then(|o| o.id()) == Some(owner)));
+
+    // Entries name their checksum (the SDK sends CRC32 by default).
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType};
+    for object in plain.contents() {
+        assert_eq!(object.checksum_algorithm(), [ChecksumAlgorithm::Crc32], "{:?}", object.key());
+        assert_eq!(object.checksum_type(), Some(&ChecksumType::FullObject), "{:?}", object.key());
+    }
+    assert!(rest.versions().iter().all(|v| v.checksum_algorithm() == [ChecksumAlgorithm::Crc32]));
     Ok(())
 }
 
