@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use cairn_storage_node::control::{AccessKey, Command, CommandResult};
-use http::{HeaderMap, StatusCode};
+use cairn_storage_node::control::{AccessKey, BucketChange, Command, CommandResult, Consistency};
+use cairn_storage_node::failure_detector::NodeHealth;
+use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +26,104 @@ struct AdminState {
 
 /// The admin router.
 pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
+    let state = Arc::new(AdminState { gateway, token });
+    let api = Router::new()
+        .route("/v1/keys", post(create_key))
+        .route("/v1/buckets", get(list_buckets))
+        .route("/v1/buckets/{name}/consistency", put(set_consistency))
+        .route("/v1/status", get(status))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
-        .route("/v1/keys", post(create_key))
-        .with_state(Arc::new(AdminState { gateway, token }))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Refuses an admin API request without the admin token.
+async fn require_token(
+    State(admin): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let expected = format!("Bearer {}", admin.token);
+    let given = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "missing or wrong admin token").into_response()
+    }
+}
+
+/// A bucket as the admin API lists it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BucketSummary {
+    /// Bucket name.
+    pub name: String,
+    /// Consistency level: `one`, `quorum` or `all`.
+    pub consistency: String,
+    /// Access key id of the owner.
+    pub owner: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+async fn list_buckets(State(admin): State<Arc<AdminState>>) -> Response {
+    let state = admin.gateway.state();
+    let buckets: Vec<BucketSummary> = state.buckets.values().map(summary).collect();
+    Json(buckets).into_response()
+}
+
+fn summary(bucket: &cairn_storage_node::control::BucketInfo) -> BucketSummary {
+    BucketSummary {
+        name: bucket.name.clone(),
+        consistency: bucket.consistency.name().to_owned(),
+        owner: bucket.owner_key.clone(),
+        created_ms: bucket.created_ms,
+    }
+}
+
+/// Body of a consistency change.
+#[derive(Serialize, Deserialize)]
+pub struct SetConsistencyRequest {
+    /// `one`, `quorum` or `all`.
+    pub level: String,
+}
+
+async fn set_consistency(
+    State(admin): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Json(request): Json<SetConsistencyRequest>,
+) -> Response {
+    let Some(level) = Consistency::parse(&request.level) else {
+        return (StatusCode::BAD_REQUEST, "the level must be one, quorum or all").into_response();
+    };
+    let Some(bucket) = admin.gateway.replication.cluster().bucket(&name) else {
+        return (StatusCode::NOT_FOUND, format!("no bucket named {name}")).into_response();
+    };
+    match crate::s3::bucket::update_bucket(&admin.gateway, &bucket, BucketChange::Consistency(level)).await {
+        Ok(()) => match admin.gateway.replication.cluster().bucket(&name) {
+            Some(bucket) => Json(summary(&bucket)).into_response(),
+            None => (StatusCode::NOT_FOUND, format!("no bucket named {name}")).into_response(),
+        },
+        Err(e) => (e.status(), e.to_string()).into_response(),
+    }
+}
+
+/// What `GET /v1/status` answers: every node of the layout as this gateway's failure detector
+/// sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Control-plane state version.
+    pub state_version: u64,
+    /// The nodes.
+    pub nodes: Vec<NodeHealth>,
+}
+
+async fn status(State(admin): State<Arc<AdminState>>) -> Response {
+    let state = admin.gateway.state();
+    let nodes = admin.gateway.replication.detector().snapshot();
+    Json(ClusterStatus { state_version: state.version, nodes }).into_response()
 }
 
 async fn ready(State(admin): State<Arc<AdminState>>) -> Response {
@@ -68,13 +162,8 @@ pub fn new_access_key(name: &str) -> AccessKey {
 
 async fn create_key(
     State(admin): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<CreateKeyRequest>,
 ) -> Response {
-    let expected = format!("Bearer {}", admin.token);
-    if headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong admin token").into_response();
-    }
     let key = new_access_key(&request.name);
     let key_id = key.key_id.clone();
     let settled = |s: &cairn_storage_node::control::ClusterState| s.access_keys.contains_key(&key_id);
@@ -87,18 +176,58 @@ async fn create_key(
     }
 }
 
-/// Asks the admin API at `url` to create a key (what `cairn admin key create` does).
-pub async fn request_key(url: &str, token: &str, name: &str) -> anyhow::Result<CreatedKey> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new());
-    let body = serde_json::to_vec(&CreateKeyRequest { name: name.to_owned() })?;
-    let request = http::Request::post(format!("{}/v1/keys", url.trim_end_matches('/')))
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let response = client.request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(status.is_success(), "admin API answered {status}: {}", String::from_utf8_lossy(&body));
-    Ok(serde_json::from_slice(&body)?)
+/// A client of the admin API: what `cairn admin` is.
+pub struct AdminClient {
+    url: String,
+    token: String,
+}
+
+impl AdminClient {
+    /// A client of the admin API at `url`, presenting `token`.
+    pub fn new(url: &str, token: &str) -> Self {
+        Self { url: url.trim_end_matches('/').to_owned(), token: token.to_owned() }
+    }
+
+    /// Creates an access key (`cairn admin key create`).
+    pub async fn create_key(&self, name: &str) -> anyhow::Result<CreatedKey> {
+        self.call(Method::POST, "/v1/keys", Some(&CreateKeyRequest { name: name.to_owned() })).await
+    }
+
+    /// Lists buckets (`cairn admin bucket list`).
+    pub async fn buckets(&self) -> anyhow::Result<Vec<BucketSummary>> {
+        self.call::<(), _>(Method::GET, "/v1/buckets", None).await
+    }
+
+    /// Changes a bucket's consistency level (`cairn admin bucket set-consistency`).
+    pub async fn set_consistency(&self, bucket: &str, level: &str) -> anyhow::Result<BucketSummary> {
+        let path = format!("/v1/buckets/{bucket}/consistency");
+        self.call(Method::PUT, &path, Some(&SetConsistencyRequest { level: level.to_owned() })).await
+    }
+
+    /// The cluster as the gateway sees it (`cairn admin status`).
+    pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
+        self.call::<(), _>(Method::GET, "/v1/status", None).await
+    }
+
+    async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> anyhow::Result<Resp> {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let response = client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(status.is_success(), "admin API answered {status}: {}", String::from_utf8_lossy(&body));
+        Ok(serde_json::from_slice(&body)?)
+    }
 }

@@ -5,8 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_gateway::replication::DEFAULT_QUORUM_TIMEOUT_MS;
 use cairn_gateway::{dev, read_secret_file, server};
 use cairn_storage_node::control::ClusterSettings;
+use cairn_storage_node::failure_detector::{
+    DEFAULT_DOWN_AFTER, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, DEFAULT_SUSPECT_AFTER, DetectorConfig,
+};
 use cairn_storage_node::node::{self, DEFAULT_RESERVE_BYTES};
 use cairn_storage_node::placement::{DEFAULT_PARTITION_COUNT, DEFAULT_REPLICATION_FACTOR};
 use cairn_storage_node::rpc::auth::ClusterSecret;
@@ -35,9 +39,22 @@ enum Commands {
     Dev(DevArgs),
     /// Administer a running cluster through a gateway's admin API.
     Admin {
+        #[command(flatten)]
+        connection: AdminConnection,
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// Where the admin API is and the token it wants.
+#[derive(Args)]
+struct AdminConnection {
+    /// Admin API URL.
+    #[arg(long, global = true, env = "CAIRN_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
+    admin_url: String,
+    /// Admin API token.
+    #[arg(long, global = true, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -142,6 +159,8 @@ struct GatewayArgs {
     #[arg(long, env = "CAIRN_S3_KEEPALIVE_AFTER_MS", default_value_t = DEFAULT_KEEPALIVE_AFTER_MS)]
     s3_keepalive_after_ms: u64,
     #[command(flatten)]
+    quorum: QuorumArgs,
+    #[command(flatten)]
     tls: TlsArgs,
     /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
     #[arg(long, env = "CAIRN_S3_TLS_LISTEN")]
@@ -149,6 +168,37 @@ struct GatewayArgs {
     /// Exit when the parent process exits (used by `cairn dev`).
     #[arg(long)]
     exit_with_parent: bool,
+}
+
+/// How long requests wait for replicas, and how nodes are probed.
+#[derive(Args)]
+struct QuorumArgs {
+    /// Milliseconds a request waits for its quorum of replicas before failing with 503.
+    #[arg(long, env = "CAIRN_QUORUM_TIMEOUT_MS", default_value_t = DEFAULT_QUORUM_TIMEOUT_MS)]
+    quorum_timeout_ms: u64,
+    /// Milliseconds between two probes of a node.
+    #[arg(long, env = "CAIRN_PROBE_INTERVAL_MS", default_value_t = DEFAULT_PROBE_INTERVAL_MS)]
+    probe_interval_ms: u64,
+    /// Milliseconds a probe may take.
+    #[arg(long, env = "CAIRN_PROBE_TIMEOUT_MS", default_value_t = DEFAULT_PROBE_TIMEOUT_MS)]
+    probe_timeout_ms: u64,
+    /// Failed probes in a row that make a node suspect.
+    #[arg(long, env = "CAIRN_SUSPECT_AFTER", default_value_t = DEFAULT_SUSPECT_AFTER)]
+    suspect_after: u32,
+    /// Failed probes in a row that make a node down (it is then skipped, not waited on).
+    #[arg(long, env = "CAIRN_DOWN_AFTER", default_value_t = DEFAULT_DOWN_AFTER)]
+    down_after: u32,
+}
+
+impl QuorumArgs {
+    fn detector(&self) -> DetectorConfig {
+        DetectorConfig {
+            probe_interval: Duration::from_millis(self.probe_interval_ms.max(1)),
+            probe_timeout: Duration::from_millis(self.probe_timeout_ms),
+            suspect_after: self.suspect_after.max(1),
+            down_after: self.down_after.max(self.suspect_after).max(1),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -192,6 +242,17 @@ enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Buckets and their consistency levels.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
+    /// Every node and its state as the gateway's failure detector sees it.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -203,12 +264,23 @@ enum KeyCommand {
         /// Print the key as JSON.
         #[arg(long)]
         json: bool,
-        /// Admin API URL.
-        #[arg(long, env = "CAIRN_ADMIN_URL")]
-        admin_url: String,
-        /// Admin API token.
-        #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    /// List buckets with their consistency level and owner.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the consistency level of a bucket's later reads and writes.
+    SetConsistency {
+        /// Bucket name.
+        bucket: String,
+        /// `one`, `quorum` or `all`.
+        level: String,
     },
 }
 
@@ -306,6 +378,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
                 keepalive_after: Duration::from_millis(args.s3_keepalive_after_ms),
+                quorum_timeout: Duration::from_millis(args.quorum.quorum_timeout_ms),
+                detector: args.quorum.detector(),
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {
@@ -333,19 +407,63 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Commands::Admin {
-            command: AdminCommand::Key { command: KeyCommand::Create { name, json, admin_url, admin_token } },
-        } => {
-            let key = cairn_gateway::admin::request_key(&admin_url, &admin_token, &name).await?;
-            #[allow(clippy::print_stdout)]
+        Commands::Admin { connection, command } => admin(connection, command).await,
+    }
+}
+
+/// Runs one `cairn admin` command against the admin API.
+#[allow(clippy::print_stdout)]
+async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Result<()> {
+    let token = connection.admin_token.context("an admin token is required: --admin-token or CAIRN_ADMIN_TOKEN")?;
+    let client = cairn_gateway::admin::AdminClient::new(&connection.admin_url, &token);
+    match command {
+        AdminCommand::Key { command: KeyCommand::Create { name, json } } => {
+            let key = client.create_key(&name).await?;
             if json {
                 println!("{}", serde_json::to_string(&key)?);
             } else {
                 println!("access key id:     {}\nsecret access key: {}", key.access_key_id, key.secret_access_key);
             }
-            Ok(())
+        }
+        AdminCommand::Bucket { command: BucketCommand::List { json } } => {
+            let buckets = client.buckets().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&buckets)?);
+            } else {
+                println!("{:<40} {:<12} OWNER", "BUCKET", "CONSISTENCY");
+                for bucket in buckets {
+                    println!("{:<40} {:<12} {}", bucket.name, bucket.consistency, bucket.owner);
+                }
+            }
+        }
+        AdminCommand::Bucket { command: BucketCommand::SetConsistency { bucket, level } } => {
+            let bucket = client.set_consistency(&bucket, &level).await?;
+            println!("{}: consistency {}", bucket.name, bucket.consistency);
+        }
+        AdminCommand::Status { json } => {
+            let status = client.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "{:<16} {:<24} {:<10} {:>9} {:>7}  LAST ERROR",
+                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED"
+                );
+                for node in status.nodes {
+                    println!(
+                        "{:<16} {:<24} {:<10} {:>9} {:>7}  {}",
+                        node.node_id,
+                        node.rpc_addr,
+                        node.state.name(),
+                        node.in_flight,
+                        node.failed_probes,
+                        node.last_error.unwrap_or_default()
+                    );
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, or when the parent exits if asked to follow it.

@@ -2,11 +2,14 @@
 //! in parallel and answers once the bucket's consistency level is met.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
 use cairn_storage_node::control::{Consistency, NodeInfo};
+use cairn_storage_node::failure_detector::FailureDetector;
 use cairn_storage_node::hlc::Clock;
 use cairn_storage_node::meta_store::Row;
 use cairn_storage_node::rpc::client::{NodeClient, RpcError};
@@ -21,6 +24,8 @@ use crate::cluster::Cluster;
 pub const REPLICATION_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 /// Times a metadata write is re-stamped after replicas held a newer timestamp for its key.
 const MAX_STAMP_ATTEMPTS: usize = 3;
+/// Default bound on waiting for a quorum: past it the request fails and nothing is acknowledged.
+pub const DEFAULT_QUORUM_TIMEOUT_MS: u64 = 5_000;
 
 /// One metadata row to write; the coordinator gives it its timestamp.
 #[derive(Clone, Debug)]
@@ -99,18 +104,63 @@ pub struct Replication {
     client: NodeClient,
     budget: Arc<Semaphore>,
     clock: Clock,
+    detector: Arc<FailureDetector>,
+    quorum_timeout: Duration,
 }
 
 impl Replication {
     /// Creates a coordinator over the cluster's current layout; `origin` identifies this
-    /// gateway in metadata timestamps.
-    pub fn new(cluster: Arc<Cluster>, client: NodeClient, origin: u64) -> Self {
-        Self { cluster, client, budget: Arc::new(Semaphore::new(REPLICATION_BUDGET_BYTES)), clock: Clock::new(origin) }
+    /// gateway in metadata timestamps. Nodes `detector` finds down are not waited on, and no
+    /// quorum is waited for longer than `quorum_timeout`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        client: NodeClient,
+        origin: u64,
+        detector: Arc<FailureDetector>,
+        quorum_timeout: Duration,
+    ) -> Self {
+        Self {
+            cluster,
+            client,
+            budget: Arc::new(Semaphore::new(REPLICATION_BUDGET_BYTES)),
+            clock: Clock::new(origin),
+            detector,
+            quorum_timeout,
+        }
     }
 
     /// The cluster view.
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// The failure detector this coordinator follows.
+    pub fn detector(&self) -> &Arc<FailureDetector> {
+        &self.detector
+    }
+
+    /// The replicas of a partition a write goes to (all but `down` ones), and how many of all
+    /// the partition's replicas must acknowledge it.
+    fn write_targets(
+        &self,
+        placement_key: &[u8],
+        level: Consistency,
+    ) -> Result<(Vec<NodeInfo>, usize), ReplicationError> {
+        let replicas = self.cluster.replicas(placement_key);
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = write_quorum(replicas.len(), level);
+        let targets = self.detector.writable(replicas);
+        if targets.len() < needed {
+            // Refuse at once rather than wait on nodes known to be down.
+            return Err(ReplicationError::QuorumNotMet {
+                acked: 0,
+                needed,
+                last_error: format!("only {} replicas are up", targets.len()),
+            });
+        }
+        Ok((targets, needed))
     }
 
     /// Writes a chunk to its replicas; returns once `level` is met. Replicas past the quorum
@@ -122,15 +172,12 @@ impl Replication {
         data: Bytes,
         level: Consistency,
     ) -> Result<(), ReplicationError> {
-        let replicas = self.cluster.replicas(&id.placement_key());
-        if replicas.is_empty() {
-            return Err(ReplicationError::NoReplicas);
-        }
-        let needed = write_quorum(replicas.len(), level);
+        let (replicas, needed) = self.write_targets(&id.placement_key(), level)?;
         let cost = u32::try_from(data.len().clamp(1, REPLICATION_BUDGET_BYTES)).unwrap_or(u32::MAX);
         let permit = self.budget.clone().acquire_many_owned(cost).await.expect("budget semaphore never closes");
         let (results_tx, results_rx) = mpsc::channel(replicas.len());
         let client = self.client.clone();
+        let detector = self.detector.clone();
         // The fan-out runs in its own task, holding the budget until every replica answered.
         tokio::spawn(async move {
             let mut puts: FuturesUnordered<_> = replicas
@@ -138,8 +185,13 @@ impl Replication {
                 .map(|node| {
                     let client = client.clone();
                     let data = data.clone();
+                    let in_flight = detector.start_request(node);
                     let addr = node.rpc_addr.clone();
-                    async move { client.put_chunk(&addr, id, &digest, data).await }
+                    async move {
+                        let result = client.put_chunk(&addr, id, &digest, data).await;
+                        drop(in_flight);
+                        result
+                    }
                 })
                 .collect();
             while let Some(result) = puts.next().await {
@@ -150,21 +202,23 @@ impl Replication {
             }
             drop(permit);
         });
-        await_quorum(results_rx, needed).await
+        await_quorum(results_rx, needed, self.quorum_timeout).await
     }
 
-    /// Reads `len` bytes at `offset` of a chunk from the first replica that serves it verified.
+    /// Reads `len` bytes at `offset` of a chunk from the first replica that serves it verified,
+    /// trying replicas in the detector's read order, each for at most the quorum timeout.
     pub async fn read_chunk(&self, id: ChunkId, range: Option<(u64, u64)>) -> Result<Bytes, ReplicationError> {
-        let replicas = self.cluster.replicas(&id.placement_key());
+        let replicas = self.detector.read_order(self.cluster.replicas(&id.placement_key()));
         let mut last_error = String::from("no replicas in the layout");
         for node in &replicas {
-            match self.client.get_chunk(&node.rpc_addr, id, range).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) => {
-                    tracing::warn!(chunk = %id.to_hex(), node = %node.node_id, error = %e, "chunk read failed, trying next replica");
-                    last_error = e.to_string();
-                }
+            let _in_flight = self.detector.start_request(node);
+            let read = tokio::time::timeout(self.quorum_timeout, self.client.get_chunk(&node.rpc_addr, id, range));
+            match read.await {
+                Ok(Ok(bytes)) => return Ok(bytes),
+                Ok(Err(e)) => last_error = e.to_string(),
+                Err(_) => last_error = format!("{} did not answer in time", node.node_id),
             }
+            tracing::warn!(chunk = %id.to_hex(), node = %node.node_id, error = %last_error, "chunk read failed, trying next replica");
         }
         Err(ReplicationError::ChunkUnavailable { chunk: id.to_hex(), last_error })
     }
@@ -205,19 +259,18 @@ impl Replication {
         rows: Vec<Row>,
         level: Consistency,
     ) -> Result<PutOutcome, ReplicationError> {
-        let replicas = self.cluster.replicas(placement_key);
-        if replicas.is_empty() {
-            return Err(ReplicationError::NoReplicas);
-        }
-        let needed = write_quorum(replicas.len(), level);
+        let (replicas, needed) = self.write_targets(placement_key, level)?;
         let rows = Arc::new(rows);
         let (results_tx, mut results_rx) = mpsc::channel(replicas.len());
         for node in replicas {
             let client = self.client.clone();
             let rows = rows.clone();
             let results_tx = results_tx.clone();
+            let in_flight = self.detector.start_request(&node);
+            // Each replica's write runs to its end even after the quorum answered.
             tokio::spawn(async move {
                 let result = client.put_rows(&node.rpc_addr, &rows).await;
+                drop(in_flight);
                 if let Err(e) = &result {
                     tracing::warn!(node = %node.node_id, error = %e, "metadata replica write failed");
                 }
@@ -227,7 +280,16 @@ impl Replication {
         drop(results_tx);
         let (mut applied, mut superseded) = (0, 0);
         let mut last_error = String::new();
-        while let Some(result) = results_rx.recv().await {
+        let deadline = tokio::time::Instant::now() + self.quorum_timeout;
+        loop {
+            let result = match tokio::time::timeout_at(deadline, results_rx.recv()).await {
+                Ok(Some(result)) => result,
+                Ok(None) => break,
+                Err(_) => {
+                    last_error = format!("no quorum within {} ms", self.quorum_timeout.as_millis());
+                    break;
+                }
+            };
             match result {
                 Ok(flags) if flags.iter().all(|&f| f) => applied += 1,
                 Ok(_) => superseded += 1,
@@ -244,41 +306,19 @@ impl Replication {
     }
 
     /// Reads one row from enough replicas for `level`; the newest wins, and replicas found
-    /// stale are repaired in the background.
+    /// stale are repaired before the answer (read repair).
     pub async fn get_row(
         &self,
         placement_key: &[u8],
         key: &[u8],
         level: Consistency,
     ) -> Result<Option<Row>, ReplicationError> {
-        let replicas = self.cluster.replicas(placement_key);
-        if replicas.is_empty() {
-            return Err(ReplicationError::NoReplicas);
-        }
-        let needed = read_quorum(replicas.len(), level);
-        let mut reads: FuturesUnordered<_> = replicas
-            .iter()
-            .map(|node| {
-                let client = self.client.clone();
-                let node = node.clone();
+        let answers = self
+            .gather(placement_key, level, |client, node| {
                 let key = key.to_vec();
-                async move { (client.get_row(&node.rpc_addr, &key).await, node) }
+                async move { client.get_row(&node.rpc_addr, &key).await }
             })
-            .collect();
-        let mut answers: Vec<(Option<Row>, NodeInfo)> = Vec::new();
-        let mut last_error = String::new();
-        while let Some((result, node)) = reads.next().await {
-            match result {
-                Ok(row) => answers.push((row, node)),
-                Err(e) => last_error = e.to_string(),
-            }
-            if answers.len() >= needed {
-                break;
-            }
-        }
-        if answers.len() < needed {
-            return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
-        }
+            .await?;
         let newest = answers.iter().filter_map(|(row, _)| row.clone()).max_by_key(|row| row.timestamp);
         if let Some(newest) = &newest {
             self.clock.observe(newest.timestamp);
@@ -287,7 +327,7 @@ impl Replication {
                 .filter(|(row, _)| row.as_ref().map(|r| r.timestamp) != Some(newest.timestamp))
                 .map(|(_, node)| node)
                 .collect();
-            self.repair(stale, vec![newest.clone()]);
+            self.repair(stale, vec![newest.clone()]).await;
         }
         Ok(newest)
     }
@@ -302,51 +342,85 @@ impl Replication {
         limit: usize,
         level: Consistency,
     ) -> Result<(Vec<Row>, bool), ReplicationError> {
-        let replicas = self.cluster.replicas(placement_key);
-        if replicas.is_empty() {
-            return Err(ReplicationError::NoReplicas);
-        }
-        let needed = read_quorum(replicas.len(), level);
-        let mut scans: FuturesUnordered<_> = replicas
-            .iter()
-            .map(|node| {
-                let client = self.client.clone();
-                let addr = node.rpc_addr.clone();
-                async move { client.scan_rows(&addr, prefix, start_after, limit).await }
+        let answers = self
+            .gather(placement_key, level, |client, node| async move {
+                client.scan_rows(&node.rpc_addr, prefix, start_after, limit).await
             })
-            .collect();
-        let mut answers: Vec<Vec<Row>> = Vec::new();
-        let mut last_error = String::new();
-        while let Some(result) = scans.next().await {
-            match result {
-                Ok(rows) => answers.push(rows),
-                Err(e) => last_error = e.to_string(),
-            }
-            if answers.len() >= needed {
-                break;
-            }
-        }
-        if answers.len() < needed {
-            return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
-        }
-        let (rows, more) = merge_scans(answers, limit);
+            .await?;
+        let (rows, more) = merge_scans(answers.into_iter().map(|(rows, _)| rows).collect(), limit);
         if let Some(newest) = rows.iter().map(|r| r.timestamp).max() {
             self.clock.observe(newest);
         }
         Ok((rows, more))
     }
 
-    /// Writes `rows` back to replicas that answered with something older.
-    fn repair(&self, nodes: Vec<NodeInfo>, rows: Vec<Row>) {
-        for node in nodes {
+    /// Asks replicas of a partition, in the detector's read order, until `level`'s read quorum
+    /// answered: as many as needed at first, the next one for each that fails, all within the
+    /// quorum timeout.
+    async fn gather<'a, T, F, Fut>(
+        &self,
+        placement_key: &[u8],
+        level: Consistency,
+        read: F,
+    ) -> Result<Vec<(T, NodeInfo)>, ReplicationError>
+    where
+        F: Fn(NodeClient, NodeInfo) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>> + 'a,
+    {
+        let replicas = self.cluster.replicas(placement_key);
+        if replicas.is_empty() {
+            return Err(ReplicationError::NoReplicas);
+        }
+        let needed = read_quorum(replicas.len(), level);
+        let mut candidates = self.detector.read_order(replicas).into_iter();
+        let ask = |node: NodeInfo| {
+            let in_flight = self.detector.start_request(&node);
+            let answer = read(self.client.clone(), node.clone());
+            async move {
+                let result = answer.await;
+                drop(in_flight);
+                (result, node)
+            }
+        };
+        let mut pending: FuturesUnordered<_> = candidates.by_ref().take(needed).map(ask).collect();
+        let mut answers = Vec::with_capacity(needed);
+        let mut last_error = String::new();
+        let deadline = tokio::time::Instant::now() + self.quorum_timeout;
+        while answers.len() < needed {
+            match tokio::time::timeout_at(deadline, pending.next()).await {
+                Ok(Some((Ok(answer), node))) => answers.push((answer, node)),
+                Ok(Some((Err(e), _))) => {
+                    last_error = e.to_string();
+                    pending.extend(candidates.next().map(ask));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    last_error = format!("no quorum within {} ms", self.quorum_timeout.as_millis());
+                    break;
+                }
+            }
+        }
+        if answers.len() < needed {
+            return Err(ReplicationError::QuorumNotMet { acked: answers.len(), needed, last_error });
+        }
+        Ok(answers)
+    }
+
+    /// Writes `rows` back to replicas that answered with something older, waiting (within the
+    /// quorum timeout) so the answer that follows is what those replicas now hold.
+    async fn repair(&self, nodes: Vec<NodeInfo>, rows: Vec<Row>) {
+        let repairs = nodes.into_iter().map(|node| {
             let client = self.client.clone();
             let rows = rows.clone();
-            tokio::spawn(async move {
-                if let Err(e) = client.put_rows(&node.rpc_addr, &rows).await {
-                    tracing::warn!(node = %node.node_id, error = %e, "read repair failed");
+            async move {
+                match tokio::time::timeout(self.quorum_timeout, client.put_rows(&node.rpc_addr, &rows)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(node = %node.node_id, error = %e, "read repair failed"),
+                    Err(_) => tracing::warn!(node = %node.node_id, "read repair timed out"),
                 }
-            });
-        }
+            }
+        });
+        futures_util::future::join_all(repairs).await;
     }
 }
 
@@ -377,18 +451,25 @@ fn merge_scans(answers: Vec<Vec<Row>>, limit: usize) -> (Vec<Row>, bool) {
 async fn await_quorum(
     mut results: mpsc::Receiver<Result<(), RpcError>>,
     needed: usize,
+    timeout: Duration,
 ) -> Result<(), ReplicationError> {
     let mut acked = 0;
     let mut last_error = String::new();
-    while let Some(result) = results.recv().await {
-        match result {
-            Ok(()) => {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, results.recv()).await {
+            Ok(Some(Ok(()))) => {
                 acked += 1;
                 if acked >= needed {
                     return Ok(());
                 }
             }
-            Err(e) => last_error = e.to_string(),
+            Ok(Some(Err(e))) => last_error = e.to_string(),
+            Ok(None) => break,
+            Err(_) => {
+                last_error = format!("no quorum within {} ms", timeout.as_millis());
+                break;
+            }
         }
     }
     Err(ReplicationError::QuorumNotMet { acked, needed, last_error })

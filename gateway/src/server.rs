@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use cairn_storage_node::failure_detector::{DetectorConfig, FailureDetector};
 use cairn_storage_node::rpc::auth::ClusterSecret;
 use cairn_storage_node::rpc::client::{ClientConfig, NodeClient};
 
@@ -34,6 +35,10 @@ pub struct GatewayConfig {
     pub public_endpoint: Option<crate::s3::PublicEndpoint>,
     /// How long a server-side copy may run before its `200 OK` goes out ahead of its outcome.
     pub keepalive_after: Duration,
+    /// Longest wait for a quorum of replicas before a request fails with 503.
+    pub quorum_timeout: Duration,
+    /// How nodes are probed.
+    pub detector: DetectorConfig,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// An HTTPS listener for the S3 API besides the plain one.
@@ -74,8 +79,11 @@ pub async fn run(
     };
     let cluster =
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
+    let detector = FailureDetector::new(config.detector);
+    let view = cluster.clone();
+    tokio::spawn(detector.clone().run(client.clone(), move || view.state().nodes.values().cloned().collect()));
     let gateway = Gateway::new(
-        Replication::new(cluster.clone(), client, rand::random()),
+        Replication::new(cluster.clone(), client, rand::random(), detector, config.quorum_timeout),
         S3Config {
             region: config.region.clone(),
             domains: config.domains.clone(),

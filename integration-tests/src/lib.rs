@@ -224,6 +224,34 @@ impl DevCluster {
         }
     }
 
+    /// Stops storage node `index` with SIGSTOP: it hangs rather than refuses.
+    pub fn pause_node(&self, index: usize) {
+        let _ = kill(Pid::from_raw(self.info.nodes[index].pid as i32), Signal::SIGSTOP);
+    }
+
+    /// Lets a paused storage node run again (SIGCONT).
+    pub fn resume_node(&self, index: usize) {
+        let _ = kill(Pid::from_raw(self.info.nodes[index].pid as i32), Signal::SIGCONT);
+    }
+
+    /// Runs `cairn admin ARGS --json` against this cluster and parses what it prints.
+    pub fn admin_json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let output = self.admin(args).arg("--json").output()?;
+        anyhow::ensure!(output.status.success(), "cairn admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// A `cairn admin ARGS` command aimed at this cluster's admin API.
+    pub fn admin(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(cairn_binary());
+        command
+            .arg("admin")
+            .args(args)
+            .env("CAIRN_ADMIN_URL", &self.info.admin_endpoint)
+            .env("CAIRN_ADMIN_TOKEN", &self.info.admin_token);
+        command
+    }
+
     /// Starts storage node `index` again with its original command line.
     pub fn restart_node(&mut self, index: usize) -> anyhow::Result<()> {
         let node = &self.info.nodes[index];

@@ -3,6 +3,7 @@
 
 pub mod chunk_store;
 pub mod control;
+pub mod failure_detector;
 pub mod hlc;
 pub mod manifest;
 pub mod meta_store;

@@ -89,6 +89,9 @@ pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, 
     Ok(xml_response(xml.finish("ListAllMyBucketsResult")))
 }
 
+/// The header that chooses a bucket's consistency level at creation and reports it on HEAD.
+pub const CONSISTENCY_HEADER: &str = "x-cairn-consistency";
+
 /// CreateBucket: one replicated command, so concurrent creates yield one bucket.
 pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let name = request.bucket.clone().unwrap_or_default();
@@ -97,12 +100,18 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
     }
     check_signed(request)?;
     let acl = requested_acl(request)?;
+    let consistency = match request.header(CONSISTENCY_HEADER) {
+        None => Consistency::default(),
+        Some(name) => Consistency::parse(name).ok_or_else(|| {
+            S3Error::InvalidArgument(format!("{CONSISTENCY_HEADER} must be one, quorum or all, not {name:?}"))
+        })?,
+    };
     let owner = request.auth.access_key_id.clone();
     let command = Command::CreateBucket {
         name: name.clone(),
         bucket_id: Uuid::now_v7(),
         owner_key: owner.clone(),
-        consistency: Consistency::Quorum,
+        consistency,
         index_shards: DEFAULT_INDEX_SHARDS,
         created_ms: now_ms(),
         acl,
@@ -132,9 +141,10 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
 
 /// HeadBucket.
 pub fn head_bucket(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
-    resolve_bucket(gateway, request, Access::Read)?;
+    let bucket = resolve_bucket(gateway, request, Access::Read)?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "x-amz-bucket-region", &gateway.config.region);
+    set_header(&mut response, CONSISTENCY_HEADER, bucket.consistency.name());
     Ok(response)
 }
 

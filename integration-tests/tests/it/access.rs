@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::types::{BucketCannedAcl, ObjectCannedAcl, Permission, Type};
 use bytes::Bytes;
-use cairn_integration_tests::{DevCluster, cairn_binary};
+use cairn_integration_tests::DevCluster;
 use http_body_util::{BodyExt, Full};
 
 use crate::{error_code, get, put};
@@ -24,13 +24,7 @@ async fn anonymous(method: &str, url: &str, body: &[u8]) -> anyhow::Result<(u16,
 
 /// A second access key, made as an operator would.
 fn create_key(cluster: &DevCluster, name: &str) -> anyhow::Result<(String, String)> {
-    let output = std::process::Command::new(cairn_binary())
-        .args(["admin", "key", "create", name, "--json"])
-        .env("CAIRN_ADMIN_URL", &cluster.info.admin_endpoint)
-        .env("CAIRN_ADMIN_TOKEN", &cluster.info.admin_token)
-        .output()?;
-    anyhow::ensure!(output.status.success(), "key create failed: {}", String::from_utf8_lossy(&output.stderr));
-    let key: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let key = cluster.admin_json(&["key", "create", name])?;
     let text = |field: &str| key[field].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {field}"));
     Ok((text("access_key_id")?, text("secret_access_key")?))
 }

@@ -7,6 +7,7 @@ mod buckets;
 mod checksums;
 mod cluster;
 mod conditional;
+mod consistency;
 mod copy;
 mod faults;
 mod listing;

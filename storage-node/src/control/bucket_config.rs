@@ -83,6 +83,8 @@ pub enum BucketChange {
     Cors(Vec<CorsRule>),
     /// Replace the tags (empty: none).
     Tags(Vec<(String, String)>),
+    /// Change the consistency level of later reads and writes.
+    Consistency(super::Consistency),
 }
 
 impl BucketChange {
@@ -92,6 +94,7 @@ impl BucketChange {
             Self::Acl(acl) => bucket.acl = *acl,
             Self::Cors(rules) => bucket.cors = rules.clone(),
             Self::Tags(tags) => bucket.tags = tags.clone(),
+            Self::Consistency(level) => bucket.consistency = *level,
         }
     }
 }

@@ -83,6 +83,25 @@ pub enum Consistency {
     All,
 }
 
+impl Consistency {
+    /// Every level, weakest first.
+    pub const LEVELS: [Self; 3] = [Self::One, Self::Quorum, Self::All];
+
+    /// The level's name as operators write it: `one`, `quorum`, `all`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Quorum => "quorum",
+            Self::All => "all",
+        }
+    }
+
+    /// Parses a level name, in any case.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::LEVELS.into_iter().find(|level| level.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
 /// One bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketInfo {

@@ -1,0 +1,161 @@
+//! Per-bucket consistency levels under killed and paused nodes (RF 3 on 3 nodes).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use cairn_integration_tests::DevCluster;
+
+use crate::{error_code, get, put};
+
+/// Short timeouts so the refusals under test come quickly.
+const QUORUM_TIMEOUT_MS: u64 = 1_500;
+const FAST_DETECTOR: [(&str, &str); 4] = [
+    ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
+    ("CAIRN_PROBE_INTERVAL_MS", "200"),
+    ("CAIRN_PROBE_TIMEOUT_MS", "300"),
+    ("CAIRN_DOWN_AFTER", "3"),
+];
+
+/// A client that reports the first 503 instead of retrying it.
+fn without_retries(s3: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(s3.config().to_builder().retry_config(RetryConfig::disabled()).build())
+}
+
+async fn create_bucket_with_level(s3: &aws_sdk_s3::Client, bucket: &str, level: &str) -> anyhow::Result<()> {
+    let level = level.to_owned();
+    s3.create_bucket()
+        .bucket(bucket)
+        .customize()
+        .mutate_request(move |request| {
+            request.headers_mut().insert("x-cairn-consistency", level.clone());
+        })
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Polls `cairn admin status` until node `node_id` is in `state`.
+fn wait_for_state(cluster: &DevCluster, node_id: &str, state: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.admin_json(&["status"])?;
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        if nodes.iter().any(|n| n["node_id"] == node_id && n["state"] == state) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{node_id} never became {state}: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn levels(cluster: &DevCluster) -> anyhow::Result<Vec<(String, String)>> {
+    let buckets = cluster.admin_json(&["bucket", "list"])?;
+    Ok(buckets
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap_or("").to_owned(), b["consistency"].as_str().unwrap_or("").to_owned()))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
+    let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let s3 = without_retries(&cluster.s3());
+    for level in ["one", "quorum", "all"] {
+        create_bucket_with_level(&s3, level, level).await?;
+        put(&s3, level, "before", b"written with every node up".to_vec()).await?;
+    }
+    s3.create_bucket().bucket("default").send().await?;
+    let err = s3
+        .create_bucket()
+        .bucket("bad-level")
+        .customize()
+        .mutate_request(|request| {
+            request.headers_mut().insert("x-cairn-consistency", "most");
+        })
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
+    let mut shown = levels(&cluster)?;
+    shown.sort();
+    assert_eq!(
+        shown,
+        [("all", "all"), ("default", "quorum"), ("one", "one"), ("quorum", "quorum")]
+            .map(|(b, l)| (b.to_owned(), l.to_owned()))
+    );
+
+    // One node down: QUORUM and ONE read and write; ALL refuses writes but still reads.
+    cluster.kill_node(1);
+    wait_for_state(&cluster, &cluster.info.nodes[1].id, "down")?;
+    for level in ["one", "quorum"] {
+        put(&s3, level, "one-down", level.as_bytes().to_vec()).await?;
+        assert_eq!(get(&s3, level, "one-down").await?, level.as_bytes());
+        assert_eq!(get(&s3, level, "before").await?, b"written with every node up");
+    }
+    let err = s3.put_object().bucket("all").key("one-down").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
+    assert_eq!(get(&s3, "all", "before").await?, b"written with every node up");
+    // The refused write left nothing visible.
+    let err = s3.head_object().bucket("all").key("one-down").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    // The operator lowers the level: the same bucket now takes writes.
+    let output = cluster.admin(&["bucket", "set-consistency", "all", "quorum"]).output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(levels(&cluster)?.contains(&("all".to_owned(), "quorum".to_owned())));
+    put(&s3, "all", "one-down", b"at level quorum".to_vec()).await?;
+
+    // Two nodes down: QUORUM refuses, ONE goes on.
+    cluster.kill_node(2);
+    wait_for_state(&cluster, &cluster.info.nodes[2].id, "down")?;
+    let started = Instant::now();
+    let err = s3.put_object().bucket("quorum").key("two-down").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
+    assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
+    put(&s3, "one", "two-down", b"still taken".to_vec()).await?;
+    assert_eq!(get(&s3, "one", "two-down").await?, b"still taken");
+    // Without a majority the control plane refuses changes rather than split.
+    let output = cluster.admin(&["bucket", "set-consistency", "quorum", "one"]).output()?;
+    assert!(!output.status.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() -> anyhow::Result<()> {
+    let cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let s3 = without_retries(&cluster.s3());
+    create_bucket_with_level(&s3, "quorum", "quorum").await?;
+    create_bucket_with_level(&s3, "all", "all").await?;
+    let data = cairn_integration_tests::test_bytes(9 * 1024 * 1024, 5);
+    put(&s3, "quorum", "big", data.clone()).await?;
+    put(&s3, "all", "big", data.clone()).await?;
+
+    // Two nodes hang (SIGSTOP) before the detector notices: a QUORUM write fails within the
+    // quorum timeout, not the RPC timeout.
+    cluster.pause_node(1);
+    cluster.pause_node(2);
+    let started = Instant::now();
+    let err = s3.put_object().bucket("quorum").key("hung").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
+    assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
+    cluster.resume_node(2);
+
+    // One node hangs: QUORUM reads and writes go on, ALL reads fall back to the others.
+    wait_for_state(&cluster, &cluster.info.nodes[1].id, "down")?;
+    wait_for_state(&cluster, &cluster.info.nodes[2].id, "healthy")?;
+    for i in 0..5 {
+        put(&s3, "quorum", &format!("k{i}"), vec![i; 1000]).await?;
+        assert_eq!(get(&s3, "quorum", &format!("k{i}")).await?, vec![i; 1000]);
+    }
+    assert!(get(&s3, "quorum", "big").await? == data);
+    assert!(get(&s3, "all", "big").await? == data);
+
+    // Back: the node is healthy again and takes part.
+    cluster.resume_node(1);
+    wait_for_state(&cluster, &cluster.info.nodes[1].id, "healthy")?;
+    put(&s3, "all", "after", b"every replica".to_vec()).await?;
+    Ok(())
+}
