@@ -160,10 +160,7 @@ pub fn new_access_key(name: &str) -> AccessKey {
     }
 }
 
-async fn create_key(
-    State(admin): State<Arc<AdminState>>,
-    Json(request): Json<CreateKeyRequest>,
-) -> Response {
+async fn create_key(State(admin): State<Arc<AdminState>>, Json(request): Json<CreateKeyRequest>) -> Response {
     let key = new_access_key(&request.name);
     let key_id = key.key_id.clone();
     let settled = |s: &cairn_storage_node::control::ClusterState| s.access_keys.contains_key(&key_id);

@@ -77,6 +77,21 @@ impl SecretArgs {
     }
 }
 
+/// Nodes reached at another address than the one they advertise.
+#[derive(Args)]
+struct RouteArgs {
+    /// Reach the node advertised at ADVERTISED through ACTUAL (a NAT or port forward), as
+    /// ADVERTISED=ACTUAL; repeat or separate with commas.
+    #[arg(long = "node-route", env = "CAIRN_NODE_ROUTES", value_delimiter = ',')]
+    node_routes: Vec<String>,
+}
+
+impl RouteArgs {
+    fn load(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        cairn_storage_node::rpc::client::parse_routes(&self.node_routes).map_err(anyhow::Error::msg)
+    }
+}
+
 #[derive(Args)]
 struct NodeArgs {
     /// TOML file with any of these options (names with underscores).
@@ -105,6 +120,8 @@ struct NodeArgs {
     reserve_bytes: u64,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    routes: RouteArgs,
     /// Start a new cluster if this node has none.
     #[arg(long, env = "CAIRN_BOOTSTRAP")]
     bootstrap: bool,
@@ -141,6 +158,8 @@ struct GatewayArgs {
     nodes: Vec<String>,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    routes: RouteArgs,
     /// File holding the admin API token.
     #[arg(long, env = "CAIRN_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
@@ -355,6 +374,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     chunk_size_bytes: args.chunk_size_bytes,
                 }),
                 join: args.join,
+                routes: args.routes.load()?,
             };
             node::run(config, stop_signal(args.exit_with_parent)).await
         }
@@ -380,6 +400,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 keepalive_after: Duration::from_millis(args.s3_keepalive_after_ms),
                 quorum_timeout: Duration::from_millis(args.quorum.quorum_timeout_ms),
                 detector: args.quorum.detector(),
+                routes: args.routes.load()?,
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {

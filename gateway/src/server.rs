@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub quorum_timeout: Duration,
     /// How nodes are probed.
     pub detector: DetectorConfig,
+    /// Nodes reached through another address than the one they advertise.
+    pub routes: std::collections::BTreeMap<String, String>,
     /// Bearer token of the admin API.
     pub admin_token: String,
     /// An HTTPS listener for the S3 API besides the plain one.
@@ -61,7 +63,8 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let client = NodeClient::new(config.secret.clone(), &ClientConfig::default());
+    let client =
+        NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
     let s3_listener = tokio::net::TcpListener::bind(config.s3_listen)
         .await
         .with_context(|| format!("binding {}", config.s3_listen))?;

@@ -11,11 +11,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
 
+pub mod fault;
+pub mod proxy;
+
 /// Marks an extra "argument" that is really an environment variable for `cairn dev`.
 const ENV_MARKER: &str = "env:";
 
 /// How long a cluster may take to come up.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
+pub(crate) const STARTUP_DEADLINE: Duration = Duration::from_secs(180);
 
 /// The part of `cluster.json` the tests use.
 #[derive(Clone, Debug, Deserialize)]

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub bootstrap: Option<ClusterSettings>,
     /// Join the cluster through this node when the node has none yet.
     pub join: Option<String>,
+    /// Peers reached through another address than the one they advertise.
+    pub routes: std::collections::BTreeMap<String, String>,
 }
 
 /// What the node remembers about itself across restarts.
@@ -75,7 +77,8 @@ pub async fn run(
         capacity_weight: config.capacity_weight,
         rpc_addr: rpc_addr.clone(),
     };
-    let client = NodeClient::new(config.secret.clone(), &ClientConfig::default());
+    let client =
+        NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
     let control_config = ControlConfig::new(info, config.data_dir.join("control.redb"));
     let control = ControlPlane::start(control_config, RpcTransport(client)).await?;
 

@@ -14,6 +14,7 @@ mod listing;
 mod metadata;
 mod multipart;
 mod objects;
+mod partitions;
 mod python_clients;
 mod virtual_host;
 

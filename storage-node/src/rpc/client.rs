@@ -1,5 +1,7 @@
 //! The typed, pooled client of the node RPC, used by gateways and by nodes talking to peers.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,19 +84,39 @@ impl RpcError {
     }
 }
 
-/// Timeouts of a [`NodeClient`].
+/// Timeouts and routes of a [`NodeClient`].
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// Bound on one whole RPC.
     pub rpc_timeout_ms: u64,
     /// Bound on connecting.
     pub connect_timeout_ms: u64,
+    /// Node addresses reached through another address (a NAT, a port forward, a proxy):
+    /// advertised address → address to connect to.
+    pub routes: BTreeMap<String, String>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { rpc_timeout_ms: DEFAULT_RPC_TIMEOUT_MS, connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS }
+        Self {
+            rpc_timeout_ms: DEFAULT_RPC_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            routes: BTreeMap::new(),
+        }
     }
+}
+
+/// Parses `ADVERTISED=ACTUAL` route specifications.
+pub fn parse_routes(specs: &[String]) -> Result<BTreeMap<String, String>, String> {
+    specs
+        .iter()
+        .map(|spec| {
+            spec.split_once('=')
+                .filter(|(from, to)| !from.is_empty() && !to.is_empty())
+                .map(|(from, to)| (from.trim().to_owned(), to.trim().to_owned()))
+                .ok_or_else(|| format!("a node route is ADVERTISED=ACTUAL, not {spec:?}"))
+        })
+        .collect()
 }
 
 /// A pooled, authenticated client for every node of the cluster (cheap to clone).
@@ -103,6 +125,7 @@ pub struct NodeClient {
     http: Client<HttpConnector, Full<Bytes>>,
     secret: ClusterSecret,
     rpc_timeout: Duration,
+    routes: Arc<BTreeMap<String, String>>,
 }
 
 impl NodeClient {
@@ -112,7 +135,12 @@ impl NodeClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { http, secret, rpc_timeout: Duration::from_millis(config.rpc_timeout_ms) }
+        Self {
+            http,
+            secret,
+            rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
+            routes: Arc::new(config.routes.clone()),
+        }
     }
 
     /// Stores one chunk on the node; the node verifies length and CRC32C before keeping it.
@@ -240,7 +268,7 @@ impl NodeClient {
         let unreachable = |reason: String| RpcError::Unreachable { addr: addr.to_owned(), reason };
         let mut request = Request::builder()
             .method(method.clone())
-            .uri(format!("http://{addr}{path_and_query}"))
+            .uri(format!("http://{}{path_and_query}", self.routes.get(addr).map_or(addr, String::as_str)))
             .body(Full::new(body.clone()))
             .map_err(|e| RpcError::protocol(addr, e))?;
         let headers = request.headers_mut();

@@ -1,0 +1,96 @@
+//! Network partitions through per-link proxies: a gateway cut off with a minority of nodes,
+//! another gateway with the majority.
+
+use std::time::{Duration, Instant};
+
+use cairn_integration_tests::fault::FaultCluster;
+
+use crate::{error_code, get, put};
+
+const FAST_DETECTOR: [(&str, &str); 4] = [
+    ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
+    ("CAIRN_PROBE_INTERVAL_MS", "200"),
+    ("CAIRN_PROBE_TIMEOUT_MS", "300"),
+    ("CAIRN_DOWN_AFTER", "3"),
+];
+
+/// Polls gateway `g`'s view until every node of `nodes` is in `state`.
+fn wait_for_states(cluster: &FaultCluster, g: usize, nodes: &[usize], state: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.admin_json(g, &["status"])?;
+        let listed = status["nodes"].as_array().cloned().unwrap_or_default();
+        let in_state = |i: &usize| {
+            let id = format!("node-{}", i + 1);
+            listed.iter().any(|n| n["node_id"] == id.as_str() && n["state"] == state)
+        };
+        if nodes.iter().all(in_state) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "gateway {g} never saw {nodes:?} {state}: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn create(s3: &aws_sdk_s3::Client, bucket: &str, level: &'static str) -> anyhow::Result<()> {
+    s3.create_bucket()
+        .bucket(bucket)
+        .customize()
+        .mutate_request(move |request| {
+            request.headers_mut().insert("x-cairn-consistency", level);
+        })
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn refused(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    let err = s3.put_object().bucket(bucket).key(key).body(b"refused".to_vec().into()).send().await.err()?;
+    error_code(&err)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_minority_side_refuses_quorum_and_all_writes_and_accepts_one() -> anyhow::Result<()> {
+    let cluster = FaultCluster::start(3, 2, &FAST_DETECTOR)?;
+    let (minority, majority) = (cluster.s3(0), cluster.s3(1));
+    for level in ["one", "quorum", "all"] {
+        create(&minority, level, level).await?;
+        put(&minority, level, "k", b"before".to_vec()).await?;
+    }
+
+    // Gateway 0 and node 1 on one side; gateway 1 and nodes 2 and 3 on the other.
+    cluster.partition(&[0], &[0]);
+    wait_for_states(&cluster, 0, &[1, 2], "down")?;
+    wait_for_states(&cluster, 1, &[0], "down")?;
+
+    // Minority: QUORUM and ALL refuse, ONE accepts and reads its own write.
+    assert_eq!(refused(&minority, "quorum", "k").await.as_deref(), Some("ServiceUnavailable"));
+    assert_eq!(refused(&minority, "all", "k").await.as_deref(), Some("ServiceUnavailable"));
+    put(&minority, "one", "k", b"minority".to_vec()).await?;
+    assert_eq!(get(&minority, "one", "k").await?, b"minority");
+    // The control plane has no majority there either.
+    let err = minority.create_bucket().bucket("split-brain").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503), "{}", cluster.logs());
+
+    // Majority: QUORUM works; ALL refuses writes (a replica is unreachable) but reads.
+    put(&majority, "quorum", "k", b"majority".to_vec()).await?;
+    assert_eq!(get(&majority, "quorum", "k").await?, b"majority");
+    assert_eq!(refused(&majority, "all", "k").await.as_deref(), Some("ServiceUnavailable"));
+    assert_eq!(get(&majority, "all", "k").await?, b"before");
+    majority.create_bucket().bucket("majority-made").send().await?;
+
+    // Healed: both gateways see every node again, and QUORUM reads agree on the newest value.
+    cluster.heal();
+    wait_for_states(&cluster, 0, &[1, 2], "healthy")?;
+    wait_for_states(&cluster, 1, &[0], "healthy")?;
+    assert_eq!(get(&minority, "quorum", "k").await?, b"majority");
+    assert_eq!(get(&majority, "quorum", "k").await?, b"majority");
+    put(&minority, "all", "k", b"after".to_vec()).await?;
+    assert_eq!(get(&majority, "all", "k").await?, b"after");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while minority.head_bucket().bucket("majority-made").send().await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "the minority gateway never learned the new bucket");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
