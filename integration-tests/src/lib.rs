@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 
 pub mod fault;
+pub mod history;
 pub mod proxy;
 
 /// Marks an extra "argument" that is really an environment variable for `cairn dev`.

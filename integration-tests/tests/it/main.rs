@@ -10,6 +10,7 @@ mod conditional;
 mod consistency;
 mod copy;
 mod faults;
+mod history;
 mod listing;
 mod metadata;
 mod multipart;
