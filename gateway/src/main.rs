@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_gateway::replication::DEFAULT_QUORUM_TIMEOUT_MS;
 use cairn_gateway::{dev, read_secret_file, server};
+use cairn_storage_node::anti_entropy::DEFAULT_ANTI_ENTROPY_INTERVAL_MS;
 use cairn_storage_node::control::ClusterSettings;
 use cairn_storage_node::failure_detector::{
     DEFAULT_DOWN_AFTER, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, DEFAULT_SUSPECT_AFTER, DetectorConfig,
@@ -122,6 +123,11 @@ struct NodeArgs {
     secret: SecretArgs,
     #[command(flatten)]
     routes: RouteArgs,
+    #[command(flatten)]
+    probes: ProbeArgs,
+    /// Milliseconds between two anti-entropy rounds (catching up on missed writes).
+    #[arg(long, env = "CAIRN_ANTI_ENTROPY_INTERVAL_MS", default_value_t = DEFAULT_ANTI_ENTROPY_INTERVAL_MS)]
+    anti_entropy_interval_ms: u64,
     /// Start a new cluster if this node has none.
     #[arg(long, env = "CAIRN_BOOTSTRAP")]
     bootstrap: bool,
@@ -177,8 +183,11 @@ struct GatewayArgs {
     /// outcome and whitespace keeps the connection alive (0: at once).
     #[arg(long, env = "CAIRN_S3_KEEPALIVE_AFTER_MS", default_value_t = DEFAULT_KEEPALIVE_AFTER_MS)]
     s3_keepalive_after_ms: u64,
+    /// Milliseconds a request waits for its quorum of replicas before failing with 503.
+    #[arg(long, env = "CAIRN_QUORUM_TIMEOUT_MS", default_value_t = DEFAULT_QUORUM_TIMEOUT_MS)]
+    quorum_timeout_ms: u64,
     #[command(flatten)]
-    quorum: QuorumArgs,
+    probes: ProbeArgs,
     #[command(flatten)]
     tls: TlsArgs,
     /// Address of an HTTPS listener for the S3 API (needs --tls-cert and --tls-key).
@@ -189,12 +198,9 @@ struct GatewayArgs {
     exit_with_parent: bool,
 }
 
-/// How long requests wait for replicas, and how nodes are probed.
+/// How nodes are probed (by gateways and by their peers).
 #[derive(Args)]
-struct QuorumArgs {
-    /// Milliseconds a request waits for its quorum of replicas before failing with 503.
-    #[arg(long, env = "CAIRN_QUORUM_TIMEOUT_MS", default_value_t = DEFAULT_QUORUM_TIMEOUT_MS)]
-    quorum_timeout_ms: u64,
+struct ProbeArgs {
     /// Milliseconds between two probes of a node.
     #[arg(long, env = "CAIRN_PROBE_INTERVAL_MS", default_value_t = DEFAULT_PROBE_INTERVAL_MS)]
     probe_interval_ms: u64,
@@ -209,7 +215,7 @@ struct QuorumArgs {
     down_after: u32,
 }
 
-impl QuorumArgs {
+impl ProbeArgs {
     fn detector(&self) -> DetectorConfig {
         DetectorConfig {
             probe_interval: Duration::from_millis(self.probe_interval_ms.max(1)),
@@ -375,6 +381,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 }),
                 join: args.join,
                 routes: args.routes.load()?,
+                detector: args.probes.detector(),
+                anti_entropy_interval: Duration::from_millis(args.anti_entropy_interval_ms.max(1)),
             };
             node::run(config, stop_signal(args.exit_with_parent)).await
         }
@@ -398,8 +406,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
                 keepalive_after: Duration::from_millis(args.s3_keepalive_after_ms),
-                quorum_timeout: Duration::from_millis(args.quorum.quorum_timeout_ms),
-                detector: args.quorum.detector(),
+                quorum_timeout: Duration::from_millis(args.quorum_timeout_ms),
+                detector: args.probes.detector(),
                 routes: args.routes.load()?,
                 admin_token,
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {

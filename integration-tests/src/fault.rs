@@ -256,6 +256,17 @@ impl FaultCluster {
             .with_context(|| format!("starting {name}"))
     }
 
+    /// Whether every node holds the same metadata rows (equal digests for every row kind) and
+    /// the same number of chunks: with as many nodes as replicas, every replica converged.
+    pub async fn converged(&self) -> anyhow::Result<bool> {
+        let secret = std::fs::read_to_string(self.dir.path().join("cluster.secret"))?;
+        let client = cairn_storage_node::rpc::client::NodeClient::new(
+            cairn_storage_node::rpc::auth::ClusterSecret::new(secret.trim()),
+            &cairn_storage_node::rpc::client::ClientConfig::default(),
+        );
+        crate::replicas_converged(&client, &self.node_addrs).await
+    }
+
     /// The temporary directory of the cluster.
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_owned()

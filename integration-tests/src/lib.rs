@@ -376,6 +376,23 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Whether the nodes at `addrs` hold the same metadata rows (equal digests for every row kind)
+/// and the same number of chunks: with as many nodes as replicas, every replica converged.
+pub async fn replicas_converged(
+    client: &cairn_storage_node::rpc::client::NodeClient,
+    addrs: &[String],
+) -> anyhow::Result<bool> {
+    let mut views = Vec::new();
+    for addr in addrs {
+        let mut digests = Vec::new();
+        for kind in cairn_storage_node::manifest::RowKind::ALL {
+            digests.push(client.meta_digest(addr, &[kind as u8]).await?);
+        }
+        views.push((digests, client.status(addr).await?.chunk_count));
+    }
+    Ok(views.windows(2).all(|pair| pair[0] == pair[1]))
+}
+
 impl DevCluster {
     /// A node RPC client signed with the cluster secret, for tests that reach under the gateway.
     pub fn node_client(&self) -> anyhow::Result<cairn_storage_node::rpc::client::NodeClient> {

@@ -32,6 +32,9 @@ pub enum NodeState {
     Degraded,
     /// Missed a probe recently; still used, but after the healthy replicas.
     Suspect,
+    /// Answers, but is catching up on writes it missed: written to, read from only when no
+    /// other replica answers.
+    Recovering,
     /// Missed enough probes in a row: coordinators do not wait on it.
     Down,
 }
@@ -43,6 +46,7 @@ impl NodeState {
             Self::Healthy => "healthy",
             Self::Degraded => "degraded",
             Self::Suspect => "suspect",
+            Self::Recovering => "recovering",
             Self::Down => "down",
         }
     }
@@ -184,7 +188,7 @@ impl FailureDetector {
                 let (state, in_flight) = nodes
                     .get(&node.node_id)
                     .map_or((NodeState::Healthy, 0), |t| (t.health.state, t.in_flight.load(Ordering::Relaxed)));
-                // Degraded disks read fine; only suspicion and absence demote a replica.
+                // Degraded disks read fine; suspicion, catching up and absence demote a replica.
                 let rank = if state == NodeState::Degraded { NodeState::Healthy } else { state };
                 (rank, in_flight, position, node)
             })
@@ -229,9 +233,15 @@ impl FailureDetector {
             Ok(status) => {
                 health.failed_probes = 0;
                 health.last_error = None;
-                let degraded = status.free_bytes < status.reserve_bytes;
+                let state = if status.recovering {
+                    NodeState::Recovering
+                } else if status.free_bytes < status.reserve_bytes {
+                    NodeState::Degraded
+                } else {
+                    NodeState::Healthy
+                };
                 health.status = Some(status);
-                if degraded { NodeState::Degraded } else { NodeState::Healthy }
+                state
             }
             Err(error) => {
                 health.failed_probes = health.failed_probes.saturating_add(1);
@@ -298,6 +308,7 @@ mod tests {
             reserve_bytes: 10,
             used_bytes: 0,
             chunk_count: 0,
+            recovering: false,
         }
     }
 

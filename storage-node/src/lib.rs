@@ -1,6 +1,7 @@
 //! Cairn storage node: chunk store, metadata store, control-plane replica and the internal RPC
 //! contract (server and client) that gateways use to reach nodes.
 
+pub mod anti_entropy;
 pub mod chunk_store;
 pub mod control;
 pub mod failure_detector;

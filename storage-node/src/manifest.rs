@@ -39,6 +39,25 @@ pub enum RowKind {
     PartTable = 5,
 }
 
+impl RowKind {
+    /// Every kind of metadata row.
+    pub const ALL: [Self; 5] = [Self::Object, Self::Upload, Self::UploadPart, Self::PartManifest, Self::PartTable];
+}
+
+/// The key prefixes of every row of one bucket index shard, one per row kind: together, what
+/// the shard's metadata partition holds for it.
+pub fn shard_prefixes(bucket_id: Uuid, shard: u16) -> Vec<Vec<u8>> {
+    RowKind::ALL.iter().map(|&kind| shard_prefix(kind, bucket_id, shard)).collect()
+}
+
+/// The chunk set and part number a part-manifest row key names.
+pub fn part_manifest_chunk_set(key: &[u8]) -> Option<(Uuid, u32)> {
+    let rest = key.strip_prefix(&[RowKind::PartManifest as u8])?.get(18..)?;
+    let chunk_set = Uuid::from_slice(rest.get(..16)?).ok()?;
+    let part = u32::from_be_bytes(rest.get(16..20)?.try_into().ok()?);
+    Some((chunk_set, part))
+}
+
 /// The index shard of an object key.
 pub fn index_shard(key: &str, index_shards: u16) -> u16 {
     (stable_hash(key.as_bytes()) % u64::from(index_shards.max(1))) as u16

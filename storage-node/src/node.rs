@@ -3,13 +3,17 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 
+use crate::anti_entropy::AntiEntropy;
 use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterSettings, ControlConfig, ControlPlane, ControlTransport, NodeInfo, TransportError};
+use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::meta_store::{MetaStore, MetaStoreConfig};
 use crate::rpc::auth::ClusterSecret;
 use crate::rpc::client::{ClientConfig, NodeClient, RpcError};
@@ -43,6 +47,10 @@ pub struct NodeConfig {
     pub join: Option<String>,
     /// Peers reached through another address than the one they advertise.
     pub routes: std::collections::BTreeMap<String, String>,
+    /// How peers are probed.
+    pub detector: DetectorConfig,
+    /// Time between two anti-entropy rounds.
+    pub anti_entropy_interval: Duration,
 }
 
 /// What the node remembers about itself across restarts.
@@ -80,9 +88,28 @@ pub async fn run(
     let client =
         NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
     let control_config = ControlConfig::new(info, config.data_dir.join("control.redb"));
-    let control = ControlPlane::start(control_config, RpcTransport(client)).await?;
+    let control = ControlPlane::start(control_config, RpcTransport(client.clone())).await?;
 
-    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta });
+    let recovering = Arc::new(AtomicBool::new(true));
+    let peers = FailureDetector::new(config.detector);
+    let view = control.state();
+    let me = node_id.clone();
+    tokio::spawn(
+        peers
+            .clone()
+            .run(client.clone(), move || view.borrow().nodes.values().filter(|n| n.node_id != me).cloned().collect()),
+    );
+    let anti_entropy = AntiEntropy::new(
+        node_id.clone(),
+        meta.clone(),
+        chunks.clone(),
+        client.clone(),
+        control.state(),
+        peers,
+        recovering.clone(),
+    );
+    tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
+    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering });
     let app = router(data, crate::control::routes(control.clone()), config.secret.clone());
     tracing::info!(%node_id, %rpc_addr, data_dir = %config.data_dir.display(), "storage node listening");
     let server = tokio::spawn(async move {

@@ -9,7 +9,8 @@ use crate::{error_code, get, put};
 
 /// Short timeouts so the refusals under test come quickly.
 const QUORUM_TIMEOUT_MS: u64 = 1_500;
-const FAST_DETECTOR: [(&str, &str); 4] = [
+const FAST_DETECTOR: [(&str, &str); 5] = [
+    ("CAIRN_ANTI_ENTROPY_INTERVAL_MS", "500"),
     ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
     ("CAIRN_PROBE_INTERVAL_MS", "200"),
     ("CAIRN_PROBE_TIMEOUT_MS", "300"),
@@ -157,5 +158,48 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
     cluster.resume_node(1);
     wait_for_state(&cluster, &cluster.info.nodes[1].id, "healthy")?;
     put(&s3, "all", "after", b"every replica".to_vec()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_node_catches_up_on_the_writes_it_missed() -> anyhow::Result<()> {
+    let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("missed").send().await?;
+    put(&s3, "missed", "old", b"before the crash".to_vec()).await?;
+
+    // Node 2 misses new objects (several chunks each), an overwrite and a delete.
+    cluster.kill_node(1);
+    let big = cairn_integration_tests::test_bytes(9 * 1024 * 1024, 12);
+    for i in 0..3 {
+        put(&s3, "missed", &format!("new-{i}"), big.clone()).await?;
+    }
+    put(&s3, "missed", "old", b"overwritten".to_vec()).await?;
+    s3.delete_object().bucket("missed").key("new-2").send().await?;
+
+    // Back, it pulls what it lacks until every replica holds the same rows and chunks.
+    cluster.restart_node(1)?;
+    let client = cluster.node_client()?;
+    let addrs: Vec<String> = cluster.info.nodes.iter().map(|n| n.rpc_addr.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cairn_integration_tests::replicas_converged(&client, &addrs).await.unwrap_or(false) {
+        anyhow::ensure!(Instant::now() < deadline, "node 2 never caught up:\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_state(&cluster, &cluster.info.nodes[1].id, "healthy")?;
+
+    // With the other two stopped, node 2 alone serves everything at level ONE.
+    let output = cluster.admin(&["bucket", "set-consistency", "missed", "one"]).output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    cluster.kill_node(0);
+    cluster.kill_node(2);
+    wait_for_state(&cluster, &cluster.info.nodes[0].id, "down")?;
+    wait_for_state(&cluster, &cluster.info.nodes[2].id, "down")?;
+    for i in 0..2 {
+        assert!(get(&s3, "missed", &format!("new-{i}")).await? == big, "new-{i}");
+    }
+    assert_eq!(get(&s3, "missed", "old").await?, b"overwritten");
+    let err = s3.head_object().bucket("missed").key("new-2").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
     Ok(())
 }

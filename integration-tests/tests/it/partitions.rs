@@ -7,7 +7,8 @@ use cairn_integration_tests::fault::FaultCluster;
 
 use crate::{error_code, get, put};
 
-const FAST_DETECTOR: [(&str, &str); 4] = [
+const FAST_DETECTOR: [(&str, &str); 5] = [
+    ("CAIRN_ANTI_ENTROPY_INTERVAL_MS", "500"),
     ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
     ("CAIRN_PROBE_INTERVAL_MS", "200"),
     ("CAIRN_PROBE_TIMEOUT_MS", "300"),
@@ -74,6 +75,7 @@ async fn the_minority_side_refuses_quorum_and_all_writes_and_accepts_one() -> an
 
     // Majority: QUORUM works; ALL refuses writes (a replica is unreachable) but reads.
     put(&majority, "quorum", "k", b"majority".to_vec()).await?;
+    put(&majority, "one", "other", b"majority side".to_vec()).await?;
     assert_eq!(get(&majority, "quorum", "k").await?, b"majority");
     assert_eq!(refused(&majority, "all", "k").await.as_deref(), Some("ServiceUnavailable"));
     assert_eq!(get(&majority, "all", "k").await?, b"before");
@@ -91,6 +93,18 @@ async fn the_minority_side_refuses_quorum_and_all_writes_and_accepts_one() -> an
     while minority.head_bucket().bucket("majority-made").send().await.is_err() {
         anyhow::ensure!(Instant::now() < deadline, "the minority gateway never learned the new bucket");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Anti-entropy: every replica ends with the same rows and chunks, ONE writes of both sides
+    // included, and either gateway reads them at level ONE from any replica.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.converged().await? {
+        anyhow::ensure!(Instant::now() < deadline, "the replicas never converged:\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s3 in [&minority, &majority] {
+        assert_eq!(get(s3, "one", "k").await?, b"minority");
+        assert_eq!(get(s3, "one", "other").await?, b"majority side");
     }
     Ok(())
 }

@@ -16,10 +16,10 @@ use super::auth::ClusterSecret;
 use super::codec::{self, CodecError};
 use super::{
     CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C, HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES,
-    META_PUT_PATH, META_ROW_PATH, META_SCAN_PATH, NodeStatus, STATUS_PATH, WireError, WireErrorCode,
+    META_DIGEST_PATH, META_PUT_PATH, META_ROW_PATH, META_SCAN_PATH, NodeStatus, STATUS_PATH, WireError, WireErrorCode,
 };
 use crate::chunk_store::{ChunkDigest, ChunkId};
-use crate::meta_store::Row;
+use crate::meta_store::{Row, RowsDigest};
 
 /// Default bound on one RPC, from sending the request to receiving the whole response.
 pub const DEFAULT_RPC_TIMEOUT_MS: u64 = 30_000;
@@ -230,6 +230,13 @@ impl NodeClient {
         }
         let (_, answer) = self.call(addr, Method::GET, &path, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
         codec::decode_rows(&answer).map_err(|e| codec_error(addr, e))
+    }
+
+    /// The node's digest of the rows under `prefix` (anti-entropy).
+    pub async fn meta_digest(&self, addr: &str, prefix: &[u8]) -> Result<RowsDigest, RpcError> {
+        let path = format!("{META_DIGEST_PATH}?prefix={}", hex::encode(prefix));
+        let (_, answer) = self.call(addr, Method::GET, &path, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
+        serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
     }
 
     /// Reads the node's capacity and usage.

@@ -14,6 +14,7 @@
 //! | metadata put | `POST /v1/meta/put`, rows (binary) | applied flags (binary) |
 //! | metadata get | `GET /v1/meta/row/{hex key}` | rows (binary, 0 or 1) |
 //! | metadata scan | `GET /v1/meta/scan?prefix=&start_after=&limit=` | rows (binary) |
+//! | metadata digest | `GET /v1/meta/digest?prefix=` | JSON [`crate::meta_store::RowsDigest`] |
 //! | node status | `GET /v1/status` | JSON [`NodeStatus`] |
 //! | control plane | `POST /control/...` | JSON (see `crate::control`) |
 //!
@@ -34,6 +35,8 @@ pub const META_PUT_PATH: &str = "/v1/meta/put";
 pub const META_ROW_PATH: &str = "/v1/meta/row/";
 /// Path of metadata range scans.
 pub const META_SCAN_PATH: &str = "/v1/meta/scan";
+/// Path of metadata digests (anti-entropy).
+pub const META_DIGEST_PATH: &str = "/v1/meta/digest";
 /// Path of the node status report.
 pub const STATUS_PATH: &str = "/v1/status";
 
@@ -66,6 +69,9 @@ pub struct NodeStatus {
     pub used_bytes: u64,
     /// Number of chunks stored.
     pub chunk_count: u64,
+    /// Whether the node is still catching up on writes it missed (it should not serve reads).
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// Stable error codes a node answers with.

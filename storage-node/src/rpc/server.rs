@@ -31,6 +31,8 @@ pub struct DataPlane {
     pub chunks: ChunkStore,
     /// Metadata rows.
     pub meta: MetaStore,
+    /// Set while the node catches up on writes it missed; it reports so in its status.
+    pub recovering: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The full node router: data-plane routes plus `extra` (the control-plane routes), all behind
@@ -42,6 +44,7 @@ pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Rou
         .route(&format!("{}{{key}}", super::META_ROW_PATH), get(get_row))
         .route(super::META_PUT_PATH, post(put_rows))
         .route(super::META_SCAN_PATH, get(scan_rows))
+        .route(super::META_DIGEST_PATH, get(digest_rows))
         .route(super::STATUS_PATH, get(status))
         .with_state(data)
         // Metadata batches may exceed axum's default 2 MiB extractor limit.
@@ -233,6 +236,21 @@ async fn scan_rows(State(data): State<Arc<DataPlane>>, Query(query): Query<ScanQ
     }
 }
 
+#[derive(Deserialize)]
+struct DigestQuery {
+    prefix: String,
+}
+
+async fn digest_rows(State(data): State<Arc<DataPlane>>, Query(query): Query<DigestQuery>) -> Response {
+    let Ok(prefix) = hex::decode(&query.prefix) else {
+        return wire_error(WireErrorCode::BadRequest, "malformed digest prefix".into());
+    };
+    match data.meta.digest(prefix).await {
+        Ok(digest) => axum::Json(digest).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
 async fn status(State(data): State<Arc<DataPlane>>) -> Response {
     let usage = match data.chunks.usage() {
         Ok(usage) => usage,
@@ -245,6 +263,7 @@ async fn status(State(data): State<Arc<DataPlane>>) -> Response {
         reserve_bytes: usage.reserve_bytes,
         used_bytes: usage.used_bytes,
         chunk_count: usage.chunk_count,
+        recovering: data.recovering.load(std::sync::atomic::Ordering::Relaxed),
     })
     .into_response()
 }

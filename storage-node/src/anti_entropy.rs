@@ -1,0 +1,273 @@
+//! Anti-entropy: how a node catches up on writes it missed while it was down or cut off.
+//!
+//! Periodically, and at once when a peer comes back, the node walks every bucket index shard
+//! whose metadata partition it holds and, for each other replica it can reach, compares the
+//! digest of each row kind's prefix with the peer's. Where they differ it pulls the peer's rows
+//! and keeps the newer of each (last-writer-wins, as every write does). A part manifest that
+//! arrives this way brings the chunks it lists: those this node should hold and lacks are read
+//! from the peer, checked against the manifest's SHA-256 and stored. Every node pulls; none
+//! pushes, so two replicas converge once both have run a round.
+//!
+//! From start until its first complete round (every shard compared with every replica), and
+//! again after a peer returns until the next complete round, the node reports itself
+//! `recovering`: coordinators then read from it only when no other replica answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::chunk_store::{ChunkDigest, ChunkError, ChunkId, ChunkStore};
+use crate::control::{ClusterState, NodeInfo};
+use crate::failure_detector::{FailureDetector, NodeState};
+use crate::manifest::{self, PartManifest, RowKind};
+use crate::meta_store::{MetaError, MetaStore, Row};
+use crate::rpc::client::{NodeClient, RpcError};
+
+/// Default time between two anti-entropy rounds.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u64 = 30_000;
+/// Rows pulled per page.
+const PULL_PAGE_ROWS: usize = 256;
+/// Bytes of pulled rows applied in one metadata write.
+const APPLY_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why one shard could not be compared or pulled.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error("chunk {0} from the peer does not match its manifest")]
+    ChunkMismatch(String),
+}
+
+/// What one round did.
+#[derive(Debug, Default)]
+struct Round {
+    /// Rows newer than ours that were applied.
+    rows: usize,
+    /// Chunks fetched.
+    chunks: usize,
+    /// Whether every shard was compared with every replica.
+    complete: bool,
+}
+
+/// A node's anti-entropy worker.
+pub struct AntiEntropy {
+    node_id: String,
+    meta: MetaStore,
+    chunks: ChunkStore,
+    client: NodeClient,
+    state: watch::Receiver<Arc<ClusterState>>,
+    peers: Arc<FailureDetector>,
+    recovering: Arc<AtomicBool>,
+    wake: Notify,
+}
+
+impl AntiEntropy {
+    /// A worker for node `node_id`; `recovering` is the flag the node's status reports.
+    pub fn new(
+        node_id: String,
+        meta: MetaStore,
+        chunks: ChunkStore,
+        client: NodeClient,
+        state: watch::Receiver<Arc<ClusterState>>,
+        peers: Arc<FailureDetector>,
+        recovering: Arc<AtomicBool>,
+    ) -> Arc<Self> {
+        recovering.store(true, Ordering::Relaxed);
+        Arc::new(Self { node_id, meta, chunks, client, state, peers, recovering, wake: Notify::new() })
+    }
+
+    /// Runs rounds forever: every `interval`, and when a peer comes back.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watcher = self.clone();
+        tokio::spawn(async move { watcher.watch_peers(interval).await });
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = self.wake.notified() => {}
+            }
+            let round = self.round().await;
+            if round.rows > 0 || round.chunks > 0 {
+                tracing::info!(rows = round.rows, chunks = round.chunks, "anti-entropy pulled missed writes");
+            }
+            if round.complete && self.recovering.swap(false, Ordering::Relaxed) {
+                tracing::info!("caught up with every replica peer");
+            }
+        }
+    }
+
+    /// Wakes a round, and reports `recovering`, when a peer that was down answers again.
+    async fn watch_peers(self: Arc<Self>, interval: Duration) {
+        let mut down: Vec<String> = Vec::new();
+        let mut ticks = tokio::time::interval(self.peers.config().probe_interval.min(interval));
+        loop {
+            ticks.tick().await;
+            let snapshot = self.peers.snapshot();
+            let returned =
+                down.iter().any(|id| snapshot.iter().any(|n| &n.node_id == id && n.state != NodeState::Down));
+            down = snapshot.iter().filter(|n| n.state == NodeState::Down).map(|n| n.node_id.clone()).collect();
+            if returned {
+                // Writes may have gone to one side only while the peer was away.
+                self.recovering.store(true, Ordering::Relaxed);
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    async fn round(&self) -> Round {
+        let state = self.state.borrow().clone();
+        let mut round = Round { complete: true, ..Round::default() };
+        for bucket in state.buckets.values() {
+            for shard in 0..bucket.index_shards {
+                let placement = manifest::metadata_placement_key(bucket.bucket_id, shard);
+                let replicas = replica_nodes(&state, &placement);
+                if !replicas.iter().any(|n| n.node_id == self.node_id) {
+                    continue;
+                }
+                for peer in replicas.iter().filter(|n| n.node_id != self.node_id) {
+                    if self.peers.state(&peer.node_id) == NodeState::Down {
+                        round.complete = false;
+                        continue;
+                    }
+                    match self.sync_shard(&state, peer, bucket.bucket_id, shard, &mut round).await {
+                        Ok(()) => {}
+                        Err(e) => {
+                            round.complete = false;
+                            tracing::warn!(peer = %peer.node_id, bucket = %bucket.name, shard, error = %e, "anti-entropy failed");
+                        }
+                    }
+                }
+            }
+        }
+        round
+    }
+
+    /// Compares one shard with one peer and pulls what differs.
+    async fn sync_shard(
+        &self,
+        state: &ClusterState,
+        peer: &NodeInfo,
+        bucket_id: uuid::Uuid,
+        shard: u16,
+        round: &mut Round,
+    ) -> Result<(), SyncError> {
+        for prefix in manifest::shard_prefixes(bucket_id, shard) {
+            let ours = self.meta.digest(prefix.clone()).await?;
+            let theirs = self.client.meta_digest(&peer.rpc_addr, &prefix).await?;
+            if ours == theirs {
+                continue;
+            }
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let rows = self.client.scan_rows(&peer.rpc_addr, &prefix, after.as_deref(), PULL_PAGE_ROWS).await?;
+                let Some(last) = rows.last() else { break };
+                after = Some(last.key.clone());
+                let full_page = rows.len() >= PULL_PAGE_ROWS;
+                // A part manifest lands only once its chunks are here, so a chunk that could
+                // not be fetched is tried again next round.
+                let mut ready = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let is_manifest = row.key.first() == Some(&(RowKind::PartManifest as u8)) && !row.tombstone;
+                    if is_manifest
+                        && self.meta.get(row.key.clone()).await?.is_none_or(|ours| ours.timestamp < row.timestamp)
+                    {
+                        let (fetched, missing) = self.fetch_chunks(state, peer, &row).await?;
+                        round.chunks += fetched;
+                        if missing > 0 {
+                            round.complete = false;
+                            continue;
+                        }
+                    }
+                    ready.push(row);
+                }
+                round.rows += self.apply(ready).await?;
+                if !full_page {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rows that are newer than ours, in batches; returns how many were.
+    async fn apply(&self, rows: Vec<Row>) -> Result<usize, SyncError> {
+        let mut applied = 0;
+        let mut batch: Vec<Row> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut rows = rows.into_iter().peekable();
+        while let Some(row) = rows.next() {
+            batch_bytes += row.stored_bytes();
+            batch.push(row);
+            let next_fits = rows.peek().is_some_and(|next| batch_bytes + next.stored_bytes() <= APPLY_BATCH_BYTES);
+            if !next_fits {
+                let flags = self.meta.put_if_newer(std::mem::take(&mut batch)).await?;
+                applied += flags.iter().filter(|&&f| f).count();
+                batch_bytes = 0;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Fetches the chunks of a pulled part manifest that this node should hold and lacks;
+    /// returns how many were fetched and how many no replica could supply.
+    async fn fetch_chunks(
+        &self,
+        state: &ClusterState,
+        peer: &NodeInfo,
+        row: &Row,
+    ) -> Result<(usize, usize), SyncError> {
+        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return Ok((0, 0)) };
+        let Ok(part_manifest) = manifest::decode_record::<PartManifest>(&row.value) else {
+            tracing::warn!("undecodable part manifest pulled by anti-entropy");
+            return Ok((0, 0));
+        };
+        let (mut fetched, mut missing) = (0, 0);
+        let digests = part_manifest.chunk_sha256.as_bytes().chunks(64);
+        for (index, expected) in digests.enumerate() {
+            let id = ChunkId { chunk_set, part, index: index as u32 };
+            let holders = replica_nodes(state, &id.placement_key());
+            if !holders.iter().any(|n| n.node_id == self.node_id) {
+                continue;
+            }
+            match self.chunks.head(id).await {
+                Ok(_) => continue,
+                Err(ChunkError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // The peer that sent the manifest may not hold the chunk: try every holder.
+            let mut stored = false;
+            for holder in holders.iter().filter(|n| n.node_id != self.node_id) {
+                let Ok(bytes) = self.client.get_chunk(&holder.rpc_addr, id, None).await else { continue };
+                let digest = ChunkDigest::of(&bytes);
+                if hex::encode(digest.sha256).as_bytes() != expected {
+                    return Err(SyncError::ChunkMismatch(id.to_hex()));
+                }
+                let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+                self.chunks.put(id, digest, body).await?;
+                stored = true;
+                break;
+            }
+            if stored {
+                fetched += 1;
+            } else {
+                tracing::warn!(chunk = %id.to_hex(), peer = %peer.node_id, "no replica could supply a missed chunk");
+                missing += 1;
+            }
+        }
+        Ok((fetched, missing))
+    }
+}
+
+/// The replica nodes of a placement key in the current layout.
+fn replica_nodes(state: &ClusterState, placement_key: &[u8]) -> Vec<NodeInfo> {
+    let partition = state.layout.partition_of(placement_key);
+    state.layout.replicas(partition).filter_map(|id| state.nodes.get(id).cloned()).collect()
+}
