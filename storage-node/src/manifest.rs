@@ -37,11 +37,14 @@ pub enum RowKind {
     /// The part list of a multipart object version, kept out of the object row so listings
     /// stay small whatever the part count.
     PartTable = 5,
+    /// Chunks a failed write left behind, for garbage collection to check and remove.
+    OrphanChunks = 6,
 }
 
 impl RowKind {
     /// Every kind of metadata row.
-    pub const ALL: [Self; 5] = [Self::Object, Self::Upload, Self::UploadPart, Self::PartManifest, Self::PartTable];
+    pub const ALL: [Self; 6] =
+        [Self::Object, Self::Upload, Self::UploadPart, Self::PartManifest, Self::PartTable, Self::OrphanChunks];
 }
 
 /// The key prefixes of every row of one bucket index shard, one per row kind: together, what
@@ -133,6 +136,32 @@ pub fn part_manifest_key(bucket_id: Uuid, shard: u16, chunk_set: Uuid, part_numb
     row.extend_from_slice(chunk_set.as_bytes());
     row.extend_from_slice(&part_number.to_be_bytes());
     row
+}
+
+/// Row key of the record of chunks a failed write of one part of a chunk set left behind; it
+/// lives with the bucket's shard 0.
+pub fn orphan_chunks_key(bucket_id: Uuid, chunk_set: Uuid, part_number: u32) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::OrphanChunks, bucket_id, 0);
+    row.extend_from_slice(chunk_set.as_bytes());
+    row.extend_from_slice(&part_number.to_be_bytes());
+    row
+}
+
+/// Chunks a failed write left behind. They may still be referenced: a metadata write that
+/// missed its quorum can have reached a replica and surface later, so garbage collection must
+/// find no row naming the chunk set before it deletes anything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanChunks {
+    /// Encoding version.
+    pub format: u8,
+    /// The chunk set.
+    pub chunk_set: Uuid,
+    /// The part number within it.
+    pub part: u32,
+    /// Chunks 0..count may exist.
+    pub count: u32,
+    /// When the write failed, Unix milliseconds.
+    pub recorded_ms: u64,
 }
 
 /// Row key of the part table of an object version.

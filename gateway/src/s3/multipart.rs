@@ -191,7 +191,11 @@ async fn record_part(
             value: encode_record(&record),
         },
     ];
-    gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
+    if let Err(e) = gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await {
+        let chunks = stored.chunk_sha256.len() as u32;
+        super::upload::record_orphans(gateway, &target.bucket, stored.chunk_set, part_number, chunks).await;
+        return Err(e.into());
+    }
     Ok(record)
 }
 

@@ -157,7 +157,12 @@ pub async fn commit_single_part(
             value: encode_record(&version),
         },
     ];
-    gateway.replication.write_rows(&metadata_placement_key(bucket.bucket_id, shard), rows, bucket.consistency).await?;
+    let placement = metadata_placement_key(bucket.bucket_id, shard);
+    if let Err(e) = gateway.replication.write_rows(&placement, rows, bucket.consistency).await {
+        let chunks = stored.chunk_sha256.len() as u32;
+        super::upload::record_orphans(gateway, bucket, stored.chunk_set, 1, chunks).await;
+        return Err(e.into());
+    }
     Ok(version)
 }
 

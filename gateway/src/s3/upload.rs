@@ -9,8 +9,11 @@ use std::sync::Arc;
 use axum::body::{Body, BodyDataStream};
 use bytes::{Bytes, BytesMut};
 use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
-use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{Checksum, ChecksumAlgorithm, PartManifest, RECORD_FORMAT_VERSION};
+use cairn_storage_node::control::{BucketInfo, Consistency};
+use cairn_storage_node::manifest::{
+    self, Checksum, ChecksumAlgorithm, OrphanChunks, PartManifest, RECORD_FORMAT_VERSION, encode_record,
+    metadata_placement_key,
+};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use md5::Md5;
@@ -23,6 +26,8 @@ use super::checksum::{self, ChecksumHasher};
 use super::error::S3Error;
 use super::{Gateway, S3Request};
 use crate::auth::PayloadHash;
+use crate::replication::RowWrite;
+use crate::timefmt::now_ms;
 
 /// Largest single PUT (and part) S3 accepts.
 pub const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -331,11 +336,11 @@ pub async fn store_body(
 /// Cuts a payload into chunks of the cluster's chunk size and writes each to its replicas
 /// while the next is received; verifies every expected checksum at the end. Nothing
 /// references the chunks until the caller writes a row, so a failed body leaves only
-/// garbage, never a visible object.
+/// garbage, never a visible object; that garbage is recorded for collection.
 pub async fn store_payload(
     gateway: &Arc<Gateway>,
     bucket: &BucketInfo,
-    mut payload: Payload,
+    payload: Payload,
     declared_len: u64,
     expected: Expected,
     part: u32,
@@ -344,8 +349,43 @@ pub async fn store_payload(
     if declared_len > MAX_PUT_BYTES {
         return Err(S3Error::EntityTooLarge);
     }
-    let chunk_size = gateway.state().settings.chunk_size_bytes.max(1);
     let chunk_set = Uuid::now_v7();
+    let mut sent = 0;
+    let stored =
+        store_chunks(gateway, bucket, payload, declared_len, expected, (chunk_set, part), record, &mut sent).await;
+    if stored.is_err() && sent > 0 {
+        record_orphans(gateway, bucket, chunk_set, part, sent).await;
+    }
+    stored
+}
+
+/// Records chunks a failed write left behind (best effort, at level ONE: the failure may be
+/// that replicas are down).
+pub async fn record_orphans(gateway: &Gateway, bucket: &BucketInfo, chunk_set: Uuid, part: u32, count: u32) {
+    let record = OrphanChunks { format: RECORD_FORMAT_VERSION, chunk_set, part, count, recorded_ms: now_ms() };
+    let row = RowWrite {
+        key: manifest::orphan_chunks_key(bucket.bucket_id, chunk_set, part),
+        tombstone: false,
+        value: encode_record(&record),
+    };
+    let placement = metadata_placement_key(bucket.bucket_id, 0);
+    if let Err(e) = gateway.replication.write_rows(&placement, vec![row], Consistency::One).await {
+        tracing::error!(%chunk_set, part, count, error = %e, "could not record the chunks of a failed write");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_chunks(
+    gateway: &Arc<Gateway>,
+    bucket: &BucketInfo,
+    mut payload: Payload,
+    declared_len: u64,
+    expected: Expected,
+    (chunk_set, part): (Uuid, u32),
+    record: Option<ChecksumAlgorithm>,
+    sent: &mut u32,
+) -> Result<StoredBody, S3Error> {
+    let chunk_size = gateway.state().settings.chunk_size_bytes.max(1);
     let level = bucket.consistency;
 
     let mut digests = Some(BodyDigests::new(expected, record));
@@ -378,6 +418,7 @@ pub async fn store_payload(
             chunk_sha256.push(chunk_digest.sha256);
             let id = ChunkId { chunk_set, part, index };
             index += 1;
+            *sent = index;
             while writes.len() >= MAX_CHUNKS_IN_FLIGHT {
                 join_one(&mut writes).await?;
             }

@@ -142,6 +142,12 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
     let err = s3.put_object().bucket("quorum").key("hung").body(b"x".to_vec().into()).send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
     assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
+    // What the refused write left behind is recorded for garbage collection.
+    let orphan_kind = [cairn_storage_node::manifest::RowKind::OrphanChunks as u8];
+    let rows = cluster.node_client()?.scan_rows(&cluster.info.nodes[0].rpc_addr, &orphan_kind, None, 10).await?;
+    let orphans: Vec<cairn_storage_node::manifest::OrphanChunks> =
+        rows.iter().filter_map(|row| cairn_storage_node::manifest::decode_record(&row.value).ok()).collect();
+    assert!(orphans.iter().any(|o| o.part == 1 && o.count >= 1), "{orphans:?}");
     cluster.resume_node(2);
 
     // One node hangs: QUORUM reads and writes go on, ALL reads fall back to the others.
