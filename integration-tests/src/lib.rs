@@ -376,12 +376,11 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Whether the nodes at `addrs` hold the same metadata rows (equal digests for every row kind)
-/// and the same number of chunks: with as many nodes as replicas, every replica converged.
-pub async fn replicas_converged(
+/// What each node at `addrs` holds: its digest of every row kind and its chunk count.
+pub async fn replica_views(
     client: &cairn_storage_node::rpc::client::NodeClient,
     addrs: &[String],
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Vec<(Vec<cairn_storage_node::meta_store::RowsDigest>, u64)>> {
     let mut views = Vec::new();
     for addr in addrs {
         let mut digests = Vec::new();
@@ -390,6 +389,16 @@ pub async fn replicas_converged(
         }
         views.push((digests, client.status(addr).await?.chunk_count));
     }
+    Ok(views)
+}
+
+/// Whether the nodes at `addrs` hold the same metadata rows (equal digests for every row kind)
+/// and the same number of chunks: with as many nodes as replicas, every replica converged.
+pub async fn replicas_converged(
+    client: &cairn_storage_node::rpc::client::NodeClient,
+    addrs: &[String],
+) -> anyhow::Result<bool> {
+    let views = replica_views(client, addrs).await?;
     Ok(views.windows(2).all(|pair| pair[0] == pair[1]))
 }
 

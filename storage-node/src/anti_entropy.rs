@@ -8,6 +8,10 @@
 //! from the peer, checked against the manifest's SHA-256 and stored. Every node pulls; none
 //! pushes, so two replicas converge once both have run a round.
 //!
+//! A manifest can also reach this node while the chunk write to it failed (the write met its
+//! quorum on other replicas): manifests applied by gateways are queued for a chunk check at the
+//! next round, and the first round after a start checks every manifest the node holds.
+//!
 //! From start until its first complete round (every shard compared with every replica), and
 //! again after a peer returns until the next complete round, the node reports itself
 //! `recovering`: coordinators then read from it only when no other replica answers.
@@ -24,6 +28,7 @@ use crate::failure_detector::{FailureDetector, NodeState};
 use crate::manifest::{self, PartManifest, RowKind};
 use crate::meta_store::{MetaError, MetaStore, Row};
 use crate::rpc::client::{NodeClient, RpcError};
+use crate::rpc::server::DataPlane;
 
 /// Default time between two anti-entropy rounds.
 pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u64 = 30_000;
@@ -56,6 +61,51 @@ struct Round {
     complete: bool,
 }
 
+/// Part manifests whose chunks this node must check it holds: a manifest row can arrive while
+/// the chunk write to this node failed (the write met its quorum elsewhere). Rows applied by a
+/// gateway are queued here and checked at the next round; past a bound, or after a restart,
+/// the next round checks every manifest instead.
+pub struct ChunkAudit {
+    pending: std::sync::Mutex<Vec<Vec<u8>>>,
+    sweep: AtomicBool,
+}
+
+/// Manifests queued for a chunk check before the next round checks them all instead.
+const MAX_PENDING_AUDITS: usize = 100_000;
+
+impl ChunkAudit {
+    /// An audit that starts with a full sweep (the node may have stopped with checks pending).
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { pending: std::sync::Mutex::new(Vec::new()), sweep: AtomicBool::new(true) })
+    }
+
+    /// Queues the part manifests among `rows` (those just applied).
+    pub fn note_applied(&self, rows: &[Row], applied: &[bool]) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (row, _) in rows.iter().zip(applied).filter(|(row, applied)| **applied && is_manifest(row)) {
+            if pending.len() >= MAX_PENDING_AUDITS {
+                self.sweep.store(true, Ordering::Relaxed);
+                pending.clear();
+                return;
+            }
+            pending.push(row.key.clone());
+        }
+    }
+
+    fn take(&self) -> (bool, Vec<Vec<u8>>) {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.sweep.swap(false, Ordering::Relaxed), std::mem::take(&mut *pending))
+    }
+
+    fn requeue(&self, keys: Vec<Vec<u8>>) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(keys);
+    }
+}
+
+fn is_manifest(row: &Row) -> bool {
+    row.key.first() == Some(&(RowKind::PartManifest as u8)) && !row.tombstone
+}
+
 /// A node's anti-entropy worker.
 pub struct AntiEntropy {
     node_id: String,
@@ -65,22 +115,31 @@ pub struct AntiEntropy {
     state: watch::Receiver<Arc<ClusterState>>,
     peers: Arc<FailureDetector>,
     recovering: Arc<AtomicBool>,
+    audit: Arc<ChunkAudit>,
     wake: Notify,
 }
 
 impl AntiEntropy {
-    /// A worker for node `node_id`; `recovering` is the flag the node's status reports.
+    /// A worker over the node's stores; it sets the `recovering` flag the node's status
+    /// reports and drains its chunk audit.
     pub fn new(
-        node_id: String,
-        meta: MetaStore,
-        chunks: ChunkStore,
+        data: &DataPlane,
         client: NodeClient,
         state: watch::Receiver<Arc<ClusterState>>,
         peers: Arc<FailureDetector>,
-        recovering: Arc<AtomicBool>,
     ) -> Arc<Self> {
-        recovering.store(true, Ordering::Relaxed);
-        Arc::new(Self { node_id, meta, chunks, client, state, peers, recovering, wake: Notify::new() })
+        data.recovering.store(true, Ordering::Relaxed);
+        Arc::new(Self {
+            node_id: data.node_id.clone(),
+            meta: data.meta.clone(),
+            chunks: data.chunks.clone(),
+            client,
+            state,
+            peers,
+            recovering: data.recovering.clone(),
+            audit: data.audit.clone(),
+            wake: Notify::new(),
+        })
     }
 
     /// Runs rounds forever: every `interval`, and when a peer comes back.
@@ -125,6 +184,7 @@ impl AntiEntropy {
     async fn round(&self) -> Round {
         let state = self.state.borrow().clone();
         let mut round = Round { complete: true, ..Round::default() };
+        self.audit_chunks(&state, &mut round).await;
         for bucket in state.buckets.values() {
             for shard in 0..bucket.index_shards {
                 let placement = manifest::metadata_placement_key(bucket.bucket_id, shard);
@@ -179,7 +239,7 @@ impl AntiEntropy {
                     if is_manifest
                         && self.meta.get(row.key.clone()).await?.is_none_or(|ours| ours.timestamp < row.timestamp)
                     {
-                        let (fetched, missing) = self.fetch_chunks(state, peer, &row).await?;
+                        let (fetched, missing) = self.fetch_chunks(state, &row).await?;
                         round.chunks += fetched;
                         if missing > 0 {
                             round.complete = false;
@@ -216,14 +276,64 @@ impl AntiEntropy {
         Ok(applied)
     }
 
-    /// Fetches the chunks of a pulled part manifest that this node should hold and lacks;
-    /// returns how many were fetched and how many no replica could supply.
-    async fn fetch_chunks(
-        &self,
-        state: &ClusterState,
-        peer: &NodeInfo,
-        row: &Row,
-    ) -> Result<(usize, usize), SyncError> {
+    /// Checks that this node holds the chunks of the manifests queued since the last round (or,
+    /// after a restart or an overflow, of every manifest it holds), fetching what it lacks.
+    async fn audit_chunks(&self, state: &ClusterState, round: &mut Round) {
+        let (sweep, mut keys) = self.audit.take();
+        if sweep {
+            keys.clear();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let prefix = vec![RowKind::PartManifest as u8];
+                let page = match self.meta.scan(prefix, after.clone(), PULL_PAGE_ROWS).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "chunk audit could not scan the manifests");
+                        self.audit.sweep.store(true, Ordering::Relaxed);
+                        round.complete = false;
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                after = Some(last.key.clone());
+                let full = page.len() >= PULL_PAGE_ROWS;
+                keys.extend(page.into_iter().filter(is_manifest).map(|row| row.key));
+                if !full {
+                    break;
+                }
+            }
+        }
+        let mut retry = Vec::new();
+        for key in keys {
+            let row = match self.meta.get(key.clone()).await {
+                Ok(Some(row)) if is_manifest(&row) => row,
+                Ok(_) => continue,
+                Err(_) => {
+                    retry.push(key);
+                    continue;
+                }
+            };
+            match self.fetch_chunks(state, &row).await {
+                Ok((fetched, 0)) => round.chunks += fetched,
+                Ok((fetched, _)) => {
+                    round.chunks += fetched;
+                    retry.push(key);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "chunk audit failed");
+                    retry.push(key);
+                }
+            }
+        }
+        if !retry.is_empty() {
+            round.complete = false;
+            self.audit.requeue(retry);
+        }
+    }
+
+    /// Fetches the chunks of a part manifest that this node should hold and lacks; returns how
+    /// many were fetched and how many no replica could supply.
+    async fn fetch_chunks(&self, state: &ClusterState, row: &Row) -> Result<(usize, usize), SyncError> {
         let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return Ok((0, 0)) };
         let Ok(part_manifest) = manifest::decode_record::<PartManifest>(&row.value) else {
             tracing::warn!("undecodable part manifest pulled by anti-entropy");
@@ -258,7 +368,7 @@ impl AntiEntropy {
             if stored {
                 fetched += 1;
             } else {
-                tracing::warn!(chunk = %id.to_hex(), peer = %peer.node_id, "no replica could supply a missed chunk");
+                tracing::warn!(chunk = %id.to_hex(), "no replica could supply a missed chunk");
                 missing += 1;
             }
         }

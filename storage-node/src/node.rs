@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 
-use crate::anti_entropy::AntiEntropy;
+use crate::anti_entropy::{AntiEntropy, ChunkAudit};
 use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterSettings, ControlConfig, ControlPlane, ControlTransport, NodeInfo, TransportError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
@@ -91,6 +91,7 @@ pub async fn run(
     let control = ControlPlane::start(control_config, RpcTransport(client.clone())).await?;
 
     let recovering = Arc::new(AtomicBool::new(true));
+    let audit = ChunkAudit::new();
     let peers = FailureDetector::new(config.detector);
     let view = control.state();
     let me = node_id.clone();
@@ -99,17 +100,9 @@ pub async fn run(
             .clone()
             .run(client.clone(), move || view.borrow().nodes.values().filter(|n| n.node_id != me).cloned().collect()),
     );
-    let anti_entropy = AntiEntropy::new(
-        node_id.clone(),
-        meta.clone(),
-        chunks.clone(),
-        client.clone(),
-        control.state(),
-        peers,
-        recovering.clone(),
-    );
+    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering, audit });
+    let anti_entropy = AntiEntropy::new(&data, client.clone(), control.state(), peers);
     tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
-    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering });
     let app = router(data, crate::control::routes(control.clone()), config.secret.clone());
     tracing::info!(%node_id, %rpc_addr, data_dir = %config.data_dir.display(), "storage node listening");
     let server = tokio::spawn(async move {

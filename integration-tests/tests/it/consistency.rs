@@ -64,9 +64,9 @@ fn levels(cluster: &DevCluster) -> anyhow::Result<Vec<(String, String)>> {
 async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
     let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
     let s3 = without_retries(&cluster.s3());
-    for level in ["one", "quorum", "all"] {
-        create_bucket_with_level(&s3, level, level).await?;
-        put(&s3, level, "before", b"written with every node up".to_vec()).await?;
+    for (bucket, level) in [("one", "one"), ("quorum", "quorum"), ("all", "all"), ("all-kept", "all")] {
+        create_bucket_with_level(&s3, bucket, level).await?;
+        put(&s3, bucket, "before", b"written with every node up".to_vec()).await?;
     }
     s3.create_bucket().bucket("default").send().await?;
     let err = s3
@@ -84,7 +84,7 @@ async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
     shown.sort();
     assert_eq!(
         shown,
-        [("all", "all"), ("default", "quorum"), ("one", "one"), ("quorum", "quorum")]
+        [("all", "all"), ("all-kept", "all"), ("default", "quorum"), ("one", "one"), ("quorum", "quorum")]
             .map(|(b, l)| (b.to_owned(), l.to_owned()))
     );
 
@@ -118,6 +118,12 @@ async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
     put(&s3, "one", "two-down", b"still taken".to_vec()).await?;
     assert_eq!(get(&s3, "one", "two-down").await?, b"still taken");
+    // ALL: writes refused, reads served by the one replica left.
+    assert_eq!(get(&s3, "all-kept", "before").await?, b"written with every node up");
+    let err = s3.put_object().bucket("all-kept").key("two-down").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
+    let err = s3.get_object().bucket("quorum").key("before").send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"), "QUORUM reads need two replicas");
     // Without a majority the control plane refuses changes rather than split.
     let output = cluster.admin(&["bucket", "set-consistency", "quorum", "one"]).output()?;
     assert!(!output.status.success());
@@ -128,6 +134,7 @@ async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
 async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() -> anyhow::Result<()> {
     let cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
     let s3 = without_retries(&cluster.s3());
+    create_bucket_with_level(&s3, "one", "one").await?;
     create_bucket_with_level(&s3, "quorum", "quorum").await?;
     create_bucket_with_level(&s3, "all", "all").await?;
     let data = cairn_integration_tests::test_bytes(9 * 1024 * 1024, 5);
@@ -159,6 +166,10 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
     }
     assert!(get(&s3, "quorum", "big").await? == data);
     assert!(get(&s3, "all", "big").await? == data);
+    put(&s3, "one", "hung", b"one replica is enough".to_vec()).await?;
+    assert_eq!(get(&s3, "one", "hung").await?, b"one replica is enough");
+    let err = s3.put_object().bucket("all").key("hung").body(b"x".to_vec().into()).send().await.unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
 
     // Back: the node is healthy again and takes part.
     cluster.resume_node(1);

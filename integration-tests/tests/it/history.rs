@@ -196,7 +196,16 @@ async fn run_seed(cluster: &mut DevCluster, bucket: &'static str, seed: u64, ops
         let addrs: Vec<String> = cluster.info.nodes.iter().map(|n| n.rpc_addr.clone()).collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !cairn_integration_tests::replicas_converged(&client, &addrs).await.unwrap_or(false) {
-            anyhow::ensure!(Instant::now() < deadline, "seed {seed}: the replicas of a ONE bucket never converged");
+            if Instant::now() >= deadline {
+                let views = cairn_integration_tests::replica_views(&client, &addrs).await?;
+                let logs: String = cluster
+                    .logs()
+                    .lines()
+                    .filter(|l| l.contains("anti-entropy") || l.contains("chunk") || l.contains("WARN"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                anyhow::bail!("seed {seed}: the replicas of a ONE bucket never converged: {views:#?}\n{logs}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         return Ok(history.len());

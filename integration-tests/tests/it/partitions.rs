@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_integration_tests::fault::FaultCluster;
+use cairn_integration_tests::fault::{FaultCluster, Source};
+use cairn_integration_tests::proxy::{Direction, LinkState};
 
 use crate::{error_code, get, put};
 
@@ -106,5 +107,42 @@ async fn the_minority_side_refuses_quorum_and_all_writes_and_accepts_one() -> an
         assert_eq!(get(s3, "one", "k").await?, b"minority");
         assert_eq!(get(s3, "one", "other").await?, b"majority side");
     }
+    Ok(())
+}
+
+/// A node whose answers never reach the gateway looks hung, not dead: requests wait at most the
+/// quorum timeout, the detector then marks it down, and a slow link is only slow.
+#[tokio::test(flavor = "multi_thread")]
+async fn blackholed_and_slow_links_cost_at_most_the_quorum_timeout() -> anyhow::Result<()> {
+    let cluster = FaultCluster::start(3, 1, &FAST_DETECTOR)?;
+    let s3 = cluster.s3(0);
+    create(&s3, "quorum", "quorum").await?;
+    create(&s3, "all", "all").await?;
+    put(&s3, "quorum", "k", vec![1; 1000]).await?;
+
+    // Node 3 still receives the gateway's requests, but its answers are held.
+    let held = LinkState { response: Direction { blackhole: true, ..Direction::default() }, ..LinkState::default() };
+    cluster.link(Source::Gateway(0), 2).set(held);
+    put(&s3, "quorum", "k", vec![2; 1000]).await?;
+    assert_eq!(get(&s3, "quorum", "k").await?, vec![2; 1000]);
+    let started = Instant::now();
+    assert_eq!(refused(&s3, "all", "k").await.as_deref(), Some("ServiceUnavailable"));
+    assert!(started.elapsed() < Duration::from_millis(1_500 + 3_000), "{:?}", started.elapsed());
+    wait_for_states(&cluster, 0, &[2], "down")?;
+
+    // A slow link to node 2: QUORUM now needs it, and waits for it.
+    let slow = LinkState {
+        request: Direction { delay: Duration::from_millis(300), ..Direction::default() },
+        ..LinkState::default()
+    };
+    cluster.link(Source::Gateway(0), 1).set(slow);
+    let started = Instant::now();
+    put(&s3, "quorum", "slow", b"late but taken".to_vec()).await?;
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+
+    cluster.heal();
+    wait_for_states(&cluster, 0, &[1, 2], "healthy")?;
+    put(&s3, "all", "k", b"every replica".to_vec()).await?;
+    assert_eq!(get(&s3, "quorum", "slow").await?, b"late but taken");
     Ok(())
 }

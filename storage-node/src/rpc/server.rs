@@ -33,6 +33,8 @@ pub struct DataPlane {
     pub meta: MetaStore,
     /// Set while the node catches up on writes it missed; it reports so in its status.
     pub recovering: Arc<std::sync::atomic::AtomicBool>,
+    /// Part manifests whose chunks the next anti-entropy round checks.
+    pub audit: Arc<crate::anti_entropy::ChunkAudit>,
 }
 
 /// The full node router: data-plane routes plus `extra` (the control-plane routes), all behind
@@ -202,8 +204,11 @@ async fn put_rows(State(data): State<Arc<DataPlane>>, body: Bytes) -> Response {
         Ok(rows) => rows,
         Err(e) => return wire_error(WireErrorCode::BadRequest, e.to_string()),
     };
-    match data.meta.put_if_newer(rows).await {
-        Ok(applied) => bytes_response(Bytes::from(codec::encode_applied(&applied))),
+    match data.meta.put_if_newer(rows.clone()).await {
+        Ok(applied) => {
+            data.audit.note_applied(&rows, &applied);
+            bytes_response(Bytes::from(codec::encode_applied(&applied)))
+        }
         Err(e) => meta_error(e),
     }
 }
