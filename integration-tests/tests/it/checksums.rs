@@ -297,32 +297,20 @@ async fn multipart_checksums_are_composite_or_full_object() -> anyhow::Result<()
         .body(parts_data[1].clone().into())
         .send()
         .await?;
-    let listed = CompletedPart::builder()
-        .part_number(1)
-        .e_tag(part.e_tag().unwrap_or_default())
-        .checksum_crc32("AAAAAA==")
-        .build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("flex")
-        .key("wrong")
-        .upload_id(upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().parts(listed).build())
-        .send()
-        .await
-        .unwrap_err();
+    let etag = part.e_tag().unwrap_or_default();
+    let complete_with = |listed: CompletedPart| {
+        s3.complete_multipart_upload()
+            .bucket("flex")
+            .key("wrong")
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().parts(listed).build())
+            .send()
+    };
+    let wrong = CompletedPart::builder().part_number(1).e_tag(etag).checksum_crc32("AAAAAA==").build();
+    let err = complete_with(wrong).await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
     // A composite upload must list every part's checksum.
-    let unlisted = CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap_or_default()).build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("flex")
-        .key("wrong")
-        .upload_id(upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().parts(unlisted).build())
-        .send()
-        .await
-        .unwrap_err();
+    let err = complete_with(CompletedPart::builder().part_number(1).e_tag(etag).build()).await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidRequest"));
     Ok(())
 }

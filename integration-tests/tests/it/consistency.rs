@@ -5,48 +5,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::retry::RetryConfig;
 use cairn_integration_tests::DevCluster;
 
-use crate::{error_code, get, put};
-
-/// Short timeouts so the refusals under test come quickly.
-const QUORUM_TIMEOUT_MS: u64 = 1_500;
-const FAST_DETECTOR: [(&str, &str); 5] = [
-    ("CAIRN_ANTI_ENTROPY_INTERVAL_MS", "500"),
-    ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
-    ("CAIRN_PROBE_INTERVAL_MS", "200"),
-    ("CAIRN_PROBE_TIMEOUT_MS", "300"),
-    ("CAIRN_DOWN_AFTER", "3"),
-];
+use crate::{create_bucket_with_level, error_code, get, put, wait_for_state};
 
 /// A client that reports the first 503 instead of retrying it.
 fn without_retries(s3: &aws_sdk_s3::Client) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3.config().to_builder().retry_config(RetryConfig::disabled()).build())
-}
-
-async fn create_bucket_with_level(s3: &aws_sdk_s3::Client, bucket: &str, level: &str) -> anyhow::Result<()> {
-    let level = level.to_owned();
-    s3.create_bucket()
-        .bucket(bucket)
-        .customize()
-        .mutate_request(move |request| {
-            request.headers_mut().insert("x-cairn-consistency", level.clone());
-        })
-        .send()
-        .await?;
-    Ok(())
-}
-
-/// Polls `cairn admin status` until node `node_id` is in `state`.
-fn wait_for_state(cluster: &DevCluster, node_id: &str, state: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = cluster.admin_json(&["status"])?;
-        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-        if nodes.iter().any(|n| n["node_id"] == node_id && n["state"] == state) {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{node_id} never became {state}: {status}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn levels(cluster: &DevCluster) -> anyhow::Result<Vec<(String, String)>> {
@@ -62,7 +25,7 @@ fn levels(cluster: &DevCluster) -> anyhow::Result<Vec<(String, String)>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
-    let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let mut cluster = DevCluster::start_with(3, &[], &crate::FAST_FAILURE_DETECTION)?;
     let s3 = without_retries(&cluster.s3());
     for (bucket, level) in [("one", "one"), ("quorum", "quorum"), ("all", "all"), ("all-kept", "all")] {
         create_bucket_with_level(&s3, bucket, level).await?;
@@ -115,7 +78,11 @@ async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
     let started = Instant::now();
     let err = s3.put_object().bucket("quorum").key("two-down").body(b"x".to_vec().into()).send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
-    assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(crate::FAST_QUORUM_TIMEOUT_MS + 3_000),
+        "{:?}",
+        started.elapsed()
+    );
     put(&s3, "one", "two-down", b"still taken".to_vec()).await?;
     assert_eq!(get(&s3, "one", "two-down").await?, b"still taken");
     // ALL: writes refused, reads served by the one replica left.
@@ -132,7 +99,7 @@ async fn each_level_keeps_its_promise_with_nodes_down() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() -> anyhow::Result<()> {
-    let cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let cluster = DevCluster::start_with(3, &[], &crate::FAST_FAILURE_DETECTION)?;
     let s3 = without_retries(&cluster.s3());
     create_bucket_with_level(&s3, "one", "one").await?;
     create_bucket_with_level(&s3, "quorum", "quorum").await?;
@@ -148,7 +115,11 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
     let started = Instant::now();
     let err = s3.put_object().bucket("quorum").key("hung").body(b"x".to_vec().into()).send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("ServiceUnavailable"));
-    assert!(started.elapsed() < Duration::from_millis(QUORUM_TIMEOUT_MS + 3_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(crate::FAST_QUORUM_TIMEOUT_MS + 3_000),
+        "{:?}",
+        started.elapsed()
+    );
     // What the refused write left behind is recorded for garbage collection.
     let orphan_kind = [cairn_storage_node::manifest::RowKind::OrphanChunks as u8];
     let rows = cluster.node_client()?.scan_rows(&cluster.info.nodes[0].rpc_addr, &orphan_kind, None, 10).await?;
@@ -180,7 +151,7 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_node_catches_up_on_the_writes_it_missed() -> anyhow::Result<()> {
-    let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+    let mut cluster = DevCluster::start_with(3, &[], &crate::FAST_FAILURE_DETECTION)?;
     let s3 = cluster.s3();
     s3.create_bucket().bucket("missed").send().await?;
     put(&s3, "missed", "old", b"before the crash".to_vec()).await?;

@@ -19,14 +19,6 @@ use crate::error_code;
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 3;
-const FAST_DETECTOR: [(&str, &str); 5] = [
-    ("CAIRN_ANTI_ENTROPY_INTERVAL_MS", "500"),
-    ("CAIRN_QUORUM_TIMEOUT_MS", "1000"),
-    ("CAIRN_PROBE_INTERVAL_MS", "200"),
-    ("CAIRN_PROBE_TIMEOUT_MS", "300"),
-    ("CAIRN_DOWN_AFTER", "3"),
-];
-
 /// xorshift64*: small, seedable, reproducible.
 struct Rng(u64);
 
@@ -93,21 +85,6 @@ async fn after_ops(done: &AtomicUsize, count: usize) {
     }
 }
 
-/// Polls `cairn admin status` until node `index` is healthy again.
-fn wait_healthy(cluster: &DevCluster, index: usize) -> anyhow::Result<()> {
-    let id = cluster.info.nodes[index].id.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = cluster.admin_json(&["status"])?;
-        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-        if nodes.iter().any(|n| n["node_id"] == id.as_str() && n["state"] == "healthy") {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{id} did not come back: {status}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The fault that strikes halfway through a phase.
 enum Fault {
     Kill(usize),
@@ -154,12 +131,12 @@ async fn run_seed(cluster: &mut DevCluster, bucket: &'static str, seed: u64, ops
     phase(cluster, &run, 0, per_phase, Some(Fault::Kill(killed))).await?;
     phase(cluster, &run, 1, per_phase, None).await?;
     cluster.restart_node(killed)?;
-    wait_healthy(cluster, killed)?;
+    crate::wait_for_state(cluster, &cluster.info.nodes[killed].id, "healthy")?;
     // The restarted node missed writes: reads must not see it stale.
     phase(cluster, &run, 2, per_phase, Some(Fault::Pause(paused))).await?;
     phase(cluster, &run, 3, per_phase, None).await?;
     cluster.resume_node(paused);
-    wait_healthy(cluster, paused)?;
+    crate::wait_for_state(cluster, &cluster.info.nodes[paused].id, "healthy")?;
 
     // Every node up again: a final read of each key must show what the history allows.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -236,17 +213,10 @@ async fn no_acknowledged_write_is_lost_under_kills_and_pauses() -> anyhow::Resul
     let (mut checked, mut converged) = (0, 0);
     for seed in &seeds {
         println!("history seed {seed} (replay with CAIRN_HISTORY_SEED={seed})");
-        let mut cluster = DevCluster::start_with(3, &[], &FAST_DETECTOR)?;
+        let mut cluster = DevCluster::start_with(3, &[], &crate::FAST_FAILURE_DETECTION)?;
         let s3 = cluster.s3();
         for level in ["one", "quorum", "all"] {
-            s3.create_bucket()
-                .bucket(level)
-                .customize()
-                .mutate_request(move |request| {
-                    request.headers_mut().insert("x-cairn-consistency", level);
-                })
-                .send()
-                .await?;
+            crate::create_bucket_with_level(&s3, level, level).await?;
         }
         converged += run_seed(&mut cluster, "one", *seed, ops).await?;
         checked += run_seed(&mut cluster, "quorum", *seed, ops).await?;

@@ -19,6 +19,8 @@ mod partitions;
 mod python_clients;
 mod virtual_host;
 
+use std::time::{Duration, Instant};
+
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
 
@@ -63,6 +65,47 @@ where
     while let Some(done) = running.join_next().await {
         done??;
     }
+    Ok(())
+}
+
+/// Environment for clusters under fault tests: short timeouts and probe intervals so refusals
+/// and recoveries come quickly.
+pub const FAST_FAILURE_DETECTION: [(&str, &str); 5] = [
+    ("CAIRN_ANTI_ENTROPY_INTERVAL_MS", "500"),
+    ("CAIRN_QUORUM_TIMEOUT_MS", "1500"),
+    ("CAIRN_PROBE_INTERVAL_MS", "200"),
+    ("CAIRN_PROBE_TIMEOUT_MS", "300"),
+    ("CAIRN_DOWN_AFTER", "3"),
+];
+
+/// The quorum timeout of [`FAST_FAILURE_DETECTION`].
+pub const FAST_QUORUM_TIMEOUT_MS: u64 = 1_500;
+
+/// Polls `cairn admin status` until node `node_id` is in `state`.
+pub fn wait_for_state(cluster: &cairn_integration_tests::DevCluster, node_id: &str, state: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.admin_json(&["status"])?;
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        if nodes.iter().any(|n| n["node_id"] == node_id && n["state"] == state) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{node_id} never became {state}: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates a bucket with Cairn's `x-cairn-consistency` header.
+pub async fn create_bucket_with_level(s3: &aws_sdk_s3::Client, bucket: &str, level: &str) -> anyhow::Result<()> {
+    let level = level.to_owned();
+    s3.create_bucket()
+        .bucket(bucket)
+        .customize()
+        .mutate_request(move |request| {
+            request.headers_mut().insert("x-cairn-consistency", level.clone());
+        })
+        .send()
+        .await?;
     Ok(())
 }
 
