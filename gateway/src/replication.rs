@@ -26,6 +26,9 @@ pub const REPLICATION_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 const MAX_STAMP_ATTEMPTS: usize = 3;
 /// Default bound on waiting for a quorum: past it the request fails and nothing is acknowledged.
 pub const DEFAULT_QUORUM_TIMEOUT_MS: u64 = 5_000;
+/// A read still short of its quorum after this fraction of the quorum timeout also asks the
+/// next replica, so one hung replica costs a fraction of the timeout, not all of it.
+const HEDGE_DIVISOR: u32 = 4;
 
 /// One metadata row to write; the coordinator gives it its timestamp.
 #[derive(Clone, Debug)]
@@ -355,8 +358,8 @@ impl Replication {
     }
 
     /// Asks replicas of a partition, in the detector's read order, until `level`'s read quorum
-    /// answered: as many as needed at first, the next one for each that fails, all within the
-    /// quorum timeout.
+    /// answered: as many as needed at first, the next one for each that fails or is slow, all
+    /// within the quorum timeout.
     async fn gather<'a, T, F, Fut>(
         &self,
         placement_key: &[u8],
@@ -386,14 +389,21 @@ impl Replication {
         let mut answers = Vec::with_capacity(needed);
         let mut last_error = String::new();
         let deadline = tokio::time::Instant::now() + self.quorum_timeout;
+        let hedge_every = self.quorum_timeout / HEDGE_DIVISOR;
+        let mut hedge = tokio::time::Instant::now() + hedge_every;
         while answers.len() < needed {
-            match tokio::time::timeout_at(deadline, pending.next()).await {
+            match tokio::time::timeout_at(hedge.min(deadline), pending.next()).await {
                 Ok(Some((Ok(answer), node))) => answers.push((answer, node)),
                 Ok(Some((Err(e), _))) => {
                     last_error = e.to_string();
                     pending.extend(candidates.next().map(ask));
                 }
                 Ok(None) => break,
+                // A replica that hangs before the detector notices: ask the next one as well.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    pending.extend(candidates.next().map(ask));
+                    hedge += hedge_every;
+                }
                 Err(_) => {
                     last_error = format!("no quorum within {} ms", self.quorum_timeout.as_millis());
                     break;

@@ -107,6 +107,18 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
     let data = cairn_integration_tests::test_bytes(9 * 1024 * 1024, 5);
     put(&s3, "quorum", "big", data.clone()).await?;
     put(&s3, "all", "big", data.clone()).await?;
+    for i in 0..6u8 {
+        put(&s3, "all", &format!("small-{i}"), vec![i; 100]).await?;
+    }
+
+    // A node hangs and nobody knows yet: reads at level ALL (one replica) ask the next replica
+    // after a fraction of the quorum timeout instead of failing.
+    cluster.pause_node(0);
+    for i in 0..6u8 {
+        assert_eq!(get(&s3, "all", &format!("small-{i}")).await?, vec![i; 100]);
+    }
+    cluster.resume_node(0);
+    wait_for_state(&cluster, &cluster.info.nodes[0].id, "healthy")?;
 
     // Two nodes hang (SIGSTOP) before the detector notices: a QUORUM write fails within the
     // quorum timeout, not the RPC timeout.
