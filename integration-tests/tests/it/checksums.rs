@@ -106,6 +106,17 @@ fn crc32_base64(data: &[u8]) -> String {
     format!("{}==", String::from_utf8_lossy(&chars))
 }
 
+/// Every flexible checksum algorithm.
+fn every_algorithm() -> [ChecksumAlgorithm; 5] {
+    [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ]
+}
+
 /// Uploads `data` with the SDK computing `algorithm`, then reads it back asking for checksums;
 /// the SDK itself validates the body against the checksum Cairn returns.
 async fn round_trip_with(
@@ -126,13 +137,7 @@ async fn flexible_checksums_are_kept_and_returned() -> anyhow::Result<()> {
     s3.create_bucket().bucket("flex").send().await?;
     let data = test_bytes(300_001, 7);
 
-    for algorithm in [
-        ChecksumAlgorithm::Crc32,
-        ChecksumAlgorithm::Crc32C,
-        ChecksumAlgorithm::Crc64Nvme,
-        ChecksumAlgorithm::Sha1,
-        ChecksumAlgorithm::Sha256,
-    ] {
+    for algorithm in every_algorithm() {
         let key = algorithm.as_str().to_owned();
         let out = round_trip_with(&s3, &key, algorithm.clone(), &data).await?;
         let returned = [
@@ -178,13 +183,7 @@ async fn trailer_checksums_and_the_default_checksum_are_stored() -> anyhow::Resu
     let path = cluster.dir().join("trailer.bin");
     std::fs::write(&path, &data)?;
 
-    for algorithm in [
-        ChecksumAlgorithm::Crc32,
-        ChecksumAlgorithm::Crc32C,
-        ChecksumAlgorithm::Crc64Nvme,
-        ChecksumAlgorithm::Sha1,
-        ChecksumAlgorithm::Sha256,
-    ] {
+    for algorithm in every_algorithm() {
         let key = format!("trailer-{}", algorithm.as_str());
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&path).await?;
         let streamed =
