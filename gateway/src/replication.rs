@@ -177,7 +177,22 @@ impl Replication {
     ) -> Result<(), ReplicationError> {
         let (replicas, needed) = self.write_targets(&id.placement_key(), level)?;
         let cost = u32::try_from(data.len().clamp(1, REPLICATION_BUDGET_BYTES)).unwrap_or(u32::MAX);
-        let permit = self.budget.clone().acquire_many_owned(cost).await.expect("budget semaphore never closes");
+        // Waiting for budget counts against the quorum timeout too: replicas that hang before
+        // the detector finds them hold budget until their RPCs time out.
+        let acquire = self.budget.clone().acquire_many_owned(cost);
+        let permit = match tokio::time::timeout(self.quorum_timeout, acquire).await {
+            Ok(permit) => permit.expect("budget semaphore never closes"),
+            Err(_) => {
+                return Err(ReplicationError::QuorumNotMet {
+                    acked: 0,
+                    needed,
+                    last_error: format!(
+                        "replicas took more than {} ms to drain the replication budget",
+                        self.quorum_timeout.as_millis()
+                    ),
+                });
+            }
+        };
         let (results_tx, results_rx) = mpsc::channel(replicas.len());
         let client = self.client.clone();
         let detector = self.detector.clone();

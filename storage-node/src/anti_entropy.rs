@@ -12,9 +12,10 @@
 //! quorum on other replicas): manifests applied by gateways are queued for a chunk check at the
 //! next round, and the first round after a start checks every manifest the node holds.
 //!
-//! From start until its first complete round (every shard compared with every replica), and
-//! again after a peer returns until the next complete round, the node reports itself
-//! `recovering`: coordinators then read from it only when no other replica answers.
+//! From start until its first complete round (every shard compared with enough replicas that,
+//! with this node, they are a majority of its replicas), and again after a peer returns until
+//! the next complete round, the node reports itself `recovering`: coordinators then read from it
+//! only when no other replica answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,10 +45,6 @@ enum SyncError {
     Rpc(#[from] RpcError),
     #[error(transparent)]
     Meta(#[from] MetaError),
-    #[error(transparent)]
-    Chunk(#[from] ChunkError),
-    #[error("chunk {0} from the peer does not match its manifest")]
-    ChunkMismatch(String),
 }
 
 /// What one round did.
@@ -192,18 +189,22 @@ impl AntiEntropy {
                 if !replicas.iter().any(|n| n.node_id == self.node_id) {
                     continue;
                 }
+                // Caught up once this node and the peers it synced with are a majority: every
+                // acknowledged QUORUM or ALL write is on one of them.
+                let mut synced = 1;
                 for peer in replicas.iter().filter(|n| n.node_id != self.node_id) {
                     if self.peers.state(&peer.node_id) == NodeState::Down {
-                        round.complete = false;
                         continue;
                     }
                     match self.sync_shard(&state, peer, bucket.bucket_id, shard, &mut round).await {
-                        Ok(()) => {}
+                        Ok(()) => synced += 1,
                         Err(e) => {
-                            round.complete = false;
                             tracing::warn!(peer = %peer.node_id, bucket = %bucket.name, shard, error = %e, "anti-entropy failed");
                         }
                     }
+                }
+                if synced < replicas.len() / 2 + 1 {
+                    round.complete = false;
                 }
             }
         }
@@ -239,7 +240,7 @@ impl AntiEntropy {
                     if is_manifest
                         && self.meta.get(row.key.clone()).await?.is_none_or(|ours| ours.timestamp < row.timestamp)
                     {
-                        let (fetched, missing) = self.fetch_chunks(state, &row).await?;
+                        let (fetched, missing) = self.fetch_chunks(state, &row).await;
                         round.chunks += fetched;
                         if missing > 0 {
                             round.complete = false;
@@ -313,16 +314,10 @@ impl AntiEntropy {
                     continue;
                 }
             };
-            match self.fetch_chunks(state, &row).await {
-                Ok((fetched, 0)) => round.chunks += fetched,
-                Ok((fetched, _)) => {
-                    round.chunks += fetched;
-                    retry.push(key);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "chunk audit failed");
-                    retry.push(key);
-                }
+            let (fetched, missing) = self.fetch_chunks(state, &row).await;
+            round.chunks += fetched;
+            if missing > 0 {
+                retry.push(key);
             }
         }
         if !retry.is_empty() {
@@ -332,12 +327,13 @@ impl AntiEntropy {
     }
 
     /// Fetches the chunks of a part manifest that this node should hold and lacks; returns how
-    /// many were fetched and how many no replica could supply.
-    async fn fetch_chunks(&self, state: &ClusterState, row: &Row) -> Result<(usize, usize), SyncError> {
-        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return Ok((0, 0)) };
+    /// many were fetched and how many could not be (no replica supplied a copy matching the
+    /// manifest, or the local store failed): only that manifest then waits for the next round.
+    async fn fetch_chunks(&self, state: &ClusterState, row: &Row) -> (usize, usize) {
+        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return (0, 0) };
         let Ok(part_manifest) = manifest::decode_record::<PartManifest>(&row.value) else {
             tracing::warn!("undecodable part manifest pulled by anti-entropy");
-            return Ok((0, 0));
+            return (0, 0);
         };
         let (mut fetched, mut missing) = (0, 0);
         let digests = part_manifest.chunk_sha256.as_bytes().chunks(64);
@@ -350,29 +346,42 @@ impl AntiEntropy {
             match self.chunks.head(id).await {
                 Ok(_) => continue,
                 Err(ChunkError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            // The peer that sent the manifest may not hold the chunk: try every holder.
-            let mut stored = false;
-            for holder in holders.iter().filter(|n| n.node_id != self.node_id) {
-                let Ok(bytes) = self.client.get_chunk(&holder.rpc_addr, id, None).await else { continue };
-                let digest = ChunkDigest::of(&bytes);
-                if hex::encode(digest.sha256).as_bytes() != expected {
-                    return Err(SyncError::ChunkMismatch(id.to_hex()));
+                Err(e) => {
+                    tracing::warn!(chunk = %id.to_hex(), error = %e, "chunk audit could not read a local chunk");
+                    missing += 1;
+                    continue;
                 }
-                let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
-                self.chunks.put(id, digest, body).await?;
-                stored = true;
-                break;
             }
-            if stored {
+            if self.copy_from_holders(id, expected, &holders).await {
                 fetched += 1;
             } else {
                 tracing::warn!(chunk = %id.to_hex(), "no replica could supply a missed chunk");
                 missing += 1;
             }
         }
-        Ok((fetched, missing))
+        (fetched, missing)
+    }
+
+    /// Copies a chunk from the first holder whose copy matches the manifest's SHA-256 (the peer
+    /// that sent the manifest may not hold it, and a holder's copy may be bad).
+    async fn copy_from_holders(&self, id: ChunkId, expected_sha256_hex: &[u8], holders: &[NodeInfo]) -> bool {
+        for holder in holders.iter().filter(|n| n.node_id != self.node_id) {
+            let Ok(bytes) = self.client.get_chunk(&holder.rpc_addr, id, None).await else { continue };
+            let digest = ChunkDigest::of(&bytes);
+            if hex::encode(digest.sha256).as_bytes() != expected_sha256_hex {
+                tracing::warn!(chunk = %id.to_hex(), holder = %holder.node_id, "a replica's chunk does not match its manifest");
+                continue;
+            }
+            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+            match self.chunks.put(id, digest, body).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(chunk = %id.to_hex(), error = %e, "storing a missed chunk failed");
+                    return false;
+                }
+            }
+        }
+        false
     }
 }
 
