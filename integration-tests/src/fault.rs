@@ -213,15 +213,7 @@ impl FaultCluster {
 
     /// Runs `cairn admin ARGS --json` against gateway `g`.
     pub fn admin_json(&self, g: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let output = Command::new(cairn_binary())
-            .arg("admin")
-            .args(args)
-            .arg("--json")
-            .env("CAIRN_ADMIN_URL", &self.admin_endpoints[g])
-            .env("CAIRN_ADMIN_TOKEN", &self.admin_token)
-            .output()?;
-        anyhow::ensure!(output.status.success(), "cairn admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(serde_json::from_slice(&output.stdout)?)
+        crate::admin_json(crate::admin_command(&self.admin_endpoints[g], &self.admin_token, args))
     }
 
     fn create_key(&self) -> anyhow::Result<(String, String)> {
@@ -259,11 +251,7 @@ impl FaultCluster {
     /// Whether every node holds the same metadata rows (equal digests for every row kind) and
     /// the same number of chunks: with as many nodes as replicas, every replica converged.
     pub async fn converged(&self) -> anyhow::Result<bool> {
-        let secret = std::fs::read_to_string(self.dir.path().join("cluster.secret"))?;
-        let client = cairn_storage_node::rpc::client::NodeClient::new(
-            cairn_storage_node::rpc::auth::ClusterSecret::new(secret.trim()),
-            &cairn_storage_node::rpc::client::ClientConfig::default(),
-        );
+        let client = crate::node_client_with_secret(&self.dir.path().join("cluster.secret"))?;
         crate::replicas_converged(&client, &self.node_addrs).await
     }
 

@@ -240,20 +240,12 @@ impl DevCluster {
 
     /// Runs `cairn admin ARGS --json` against this cluster and parses what it prints.
     pub fn admin_json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let output = self.admin(args).arg("--json").output()?;
-        anyhow::ensure!(output.status.success(), "cairn admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        Ok(serde_json::from_slice(&output.stdout)?)
+        admin_json(self.admin(args))
     }
 
     /// A `cairn admin ARGS` command aimed at this cluster's admin API.
     pub fn admin(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(cairn_binary());
-        command
-            .arg("admin")
-            .args(args)
-            .env("CAIRN_ADMIN_URL", &self.info.admin_endpoint)
-            .env("CAIRN_ADMIN_TOKEN", &self.info.admin_token);
-        command
+        admin_command(&self.info.admin_endpoint, &self.info.admin_token, args)
     }
 
     /// Starts storage node `index` again with its original command line.
@@ -405,10 +397,31 @@ pub async fn replicas_converged(
 impl DevCluster {
     /// A node RPC client signed with the cluster secret, for tests that reach under the gateway.
     pub fn node_client(&self) -> anyhow::Result<cairn_storage_node::rpc::client::NodeClient> {
-        let secret = std::fs::read_to_string(self.dir().join("cluster.secret"))?;
-        Ok(cairn_storage_node::rpc::client::NodeClient::new(
-            cairn_storage_node::rpc::auth::ClusterSecret::new(secret.trim()),
-            &cairn_storage_node::rpc::client::ClientConfig::default(),
-        ))
+        node_client_with_secret(&self.dir().join("cluster.secret"))
     }
+}
+
+/// A node RPC client signed with the secret in `secret_file`.
+pub(crate) fn node_client_with_secret(
+    secret_file: &Path,
+) -> anyhow::Result<cairn_storage_node::rpc::client::NodeClient> {
+    let secret = std::fs::read_to_string(secret_file)?;
+    Ok(cairn_storage_node::rpc::client::NodeClient::new(
+        cairn_storage_node::rpc::auth::ClusterSecret::new(secret.trim()),
+        &cairn_storage_node::rpc::client::ClientConfig::default(),
+    ))
+}
+
+/// A `cairn admin ARGS` command aimed at the admin API at `url`.
+pub(crate) fn admin_command(url: &str, token: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(cairn_binary());
+    command.arg("admin").args(args).env("CAIRN_ADMIN_URL", url).env("CAIRN_ADMIN_TOKEN", token);
+    command
+}
+
+/// Runs an admin command with `--json` and parses what it prints.
+pub(crate) fn admin_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
+    let output = command.arg("--json").output()?;
+    anyhow::ensure!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(serde_json::from_slice(&output.stdout)?)
 }

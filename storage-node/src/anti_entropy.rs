@@ -27,7 +27,7 @@ use crate::chunk_store::{ChunkDigest, ChunkError, ChunkId, ChunkStore};
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
 use crate::manifest::{self, PartManifest, RowKind};
-use crate::meta_store::{MetaError, MetaStore, Row};
+use crate::meta_store::{MetaError, MetaStore, Row, RowsDigest};
 use crate::rpc::client::{NodeClient, RpcError};
 use crate::rpc::server::DataPlane;
 
@@ -192,11 +192,21 @@ impl AntiEntropy {
                 // Caught up once this node and the peers it synced with are a majority: every
                 // acknowledged QUORUM or ALL write is on one of them.
                 let mut synced = 1;
+                // Our digests, once per shard rather than once per peer; pulling from one peer
+                // can leave them stale for the next, which only costs a redundant pull.
+                let ours = match self.shard_digests(bucket.bucket_id, shard).await {
+                    Ok(ours) => ours,
+                    Err(e) => {
+                        tracing::warn!(bucket = %bucket.name, shard, error = %e, "anti-entropy could not digest a shard");
+                        round.complete = false;
+                        continue;
+                    }
+                };
                 for peer in replicas.iter().filter(|n| n.node_id != self.node_id) {
                     if self.peers.state(&peer.node_id) == NodeState::Down {
                         continue;
                     }
-                    match self.sync_shard(&state, peer, bucket.bucket_id, shard, &mut round).await {
+                    match self.sync_shard(&state, peer, &ours, &mut round).await {
                         Ok(()) => synced += 1,
                         Err(e) => {
                             tracing::warn!(peer = %peer.node_id, bucket = %bucket.name, shard, error = %e, "anti-entropy failed");
@@ -212,23 +222,31 @@ impl AntiEntropy {
     }
 
     /// Compares one shard with one peer and pulls what differs.
+    /// This node's digest of each row kind's prefix of one shard.
+    async fn shard_digests(&self, bucket_id: uuid::Uuid, shard: u16) -> Result<Vec<(Vec<u8>, RowsDigest)>, MetaError> {
+        let mut digests = Vec::new();
+        for prefix in manifest::shard_prefixes(bucket_id, shard) {
+            let digest = self.meta.digest(prefix.clone()).await?;
+            digests.push((prefix, digest));
+        }
+        Ok(digests)
+    }
+
     async fn sync_shard(
         &self,
         state: &ClusterState,
         peer: &NodeInfo,
-        bucket_id: uuid::Uuid,
-        shard: u16,
+        ours: &[(Vec<u8>, RowsDigest)],
         round: &mut Round,
     ) -> Result<(), SyncError> {
-        for prefix in manifest::shard_prefixes(bucket_id, shard) {
-            let ours = self.meta.digest(prefix.clone()).await?;
-            let theirs = self.client.meta_digest(&peer.rpc_addr, &prefix).await?;
-            if ours == theirs {
+        for (prefix, ours) in ours {
+            let theirs = self.client.meta_digest(&peer.rpc_addr, prefix).await?;
+            if *ours == theirs {
                 continue;
             }
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let rows = self.client.scan_rows(&peer.rpc_addr, &prefix, after.as_deref(), PULL_PAGE_ROWS).await?;
+                let rows = self.client.scan_rows(&peer.rpc_addr, prefix, after.as_deref(), PULL_PAGE_ROWS).await?;
                 let Some(last) = rows.last() else { break };
                 after = Some(last.key.clone());
                 let full_page = rows.len() >= PULL_PAGE_ROWS;
