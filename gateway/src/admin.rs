@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use cairn_storage_node::control::{AccessKey, BucketChange, Command, CommandResult, Consistency};
 use cairn_storage_node::failure_detector::NodeHealth;
+use cairn_storage_node::scrubber::{ScrubCommand, ScrubReport};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/buckets/{name}/consistency", put(set_consistency))
         .route("/v1/status", get(status))
+        .route("/v1/scrub", get(scrub_reports))
+        .route("/v1/scrub/{command}", post(scrub_command))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
@@ -126,6 +129,72 @@ async fn status(State(admin): State<Arc<AdminState>>) -> Response {
     Json(ClusterStatus { state_version: state.version, nodes }).into_response()
 }
 
+/// One node's answer to a scrub request: its report, or why it has none.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeScrub {
+    /// The node.
+    pub node_id: String,
+    /// Its scrubber's report.
+    pub report: Option<ScrubReport>,
+    /// Why the node did not answer.
+    pub error: Option<String>,
+}
+
+/// Which nodes a scrub request is for.
+#[derive(Deserialize)]
+struct NodeFilter {
+    node: Option<String>,
+}
+
+async fn scrub_reports(State(admin): State<Arc<AdminState>>, Query(filter): Query<NodeFilter>) -> Response {
+    let client = admin.gateway.replication.client().clone();
+    scrub_fan_out(&admin, filter, move |addr| {
+        let client = client.clone();
+        async move { client.scrub_report(&addr).await }
+    })
+    .await
+}
+
+async fn scrub_command(
+    State(admin): State<Arc<AdminState>>,
+    Path(command): Path<String>,
+    Query(filter): Query<NodeFilter>,
+) -> Response {
+    let Some(command) = ScrubCommand::parse(&command) else {
+        return (StatusCode::BAD_REQUEST, "the scrub command must be start, pause or resume").into_response();
+    };
+    let client = admin.gateway.replication.client().clone();
+    scrub_fan_out(&admin, filter, move |addr| {
+        let client = client.clone();
+        async move { client.scrub_command(&addr, command).await }
+    })
+    .await
+}
+
+/// Asks every node of the layout (or the one named) in parallel.
+async fn scrub_fan_out<F, Fut>(admin: &AdminState, filter: NodeFilter, ask: F) -> Response
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<ScrubReport, cairn_storage_node::rpc::client::RpcError>>,
+{
+    let state = admin.gateway.state();
+    let nodes: Vec<_> =
+        state.nodes.values().filter(|n| filter.node.as_ref().is_none_or(|name| *name == n.node_id)).cloned().collect();
+    if nodes.is_empty() {
+        return (StatusCode::NOT_FOUND, "no such node").into_response();
+    }
+    let answers = futures_util::future::join_all(nodes.iter().map(|n| ask(n.rpc_addr.clone()))).await;
+    let reports: Vec<NodeScrub> = nodes
+        .into_iter()
+        .zip(answers)
+        .map(|(node, answer)| match answer {
+            Ok(report) => NodeScrub { node_id: node.node_id, report: Some(report), error: None },
+            Err(e) => NodeScrub { node_id: node.node_id, report: None, error: Some(e.to_string()) },
+        })
+        .collect();
+    Json(reports).into_response()
+}
+
 async fn ready(State(admin): State<Arc<AdminState>>) -> Response {
     let state = admin.gateway.state();
     if state.layout.nodes.is_empty() {
@@ -206,6 +275,16 @@ impl AdminClient {
         self.call::<(), _>(Method::GET, "/v1/status", None).await
     }
 
+    /// Every node's scrubber report (`cairn admin scrub status`), or one node's.
+    pub async fn scrub_status(&self, node: Option<&str>) -> anyhow::Result<Vec<NodeScrub>> {
+        self.call::<(), _>(Method::GET, &with_node("/v1/scrub", node), None).await
+    }
+
+    /// Sends every node's scrubber (or one node's) a command (`cairn admin scrub start|pause|resume`).
+    pub async fn scrub_command(&self, command: &str, node: Option<&str>) -> anyhow::Result<Vec<NodeScrub>> {
+        self.call::<(), _>(Method::POST, &with_node(&format!("/v1/scrub/{command}"), node), None).await
+    }
+
     async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         method: Method,
@@ -226,5 +305,15 @@ impl AdminClient {
         let body = response.into_body().collect().await?.to_bytes();
         anyhow::ensure!(status.is_success(), "admin API answered {status}: {}", String::from_utf8_lossy(&body));
         Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+/// `path` restricted to one node when `node` is given.
+fn with_node(path: &str, node: Option<&str>) -> String {
+    match node {
+        Some(node) => {
+            format!("{path}?node={}", percent_encoding::utf8_percent_encode(node, percent_encoding::NON_ALPHANUMERIC))
+        }
+        None => path.to_owned(),
     }
 }

@@ -97,9 +97,7 @@ impl Cluster {
 
     /// The nodes holding the partition of `placement_key`, primary first.
     pub fn replicas(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
-        let state = self.state.borrow();
-        let partition = state.layout.partition_of(placement_key);
-        state.layout.replicas(partition).filter_map(|id| state.nodes.get(id).cloned()).collect()
+        self.state.borrow().replica_nodes(placement_key)
     }
 
     /// Sends a command to the cluster; after it succeeds, waits (briefly) until this view

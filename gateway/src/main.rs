@@ -15,6 +15,7 @@ use cairn_storage_node::failure_detector::{
 use cairn_storage_node::node::{self, DEFAULT_RESERVE_BYTES};
 use cairn_storage_node::placement::{DEFAULT_PARTITION_COUNT, DEFAULT_REPLICATION_FACTOR};
 use cairn_storage_node::rpc::auth::ClusterSecret;
+use cairn_storage_node::scrubber::{DEFAULT_SCRUB_PERIOD_SECS, DEFAULT_SCRUB_RATE_BYTES, ScrubConfig};
 use clap::{Args, Parser, Subcommand};
 
 /// Default chunk size of a new cluster.
@@ -128,6 +129,12 @@ struct NodeArgs {
     /// Milliseconds between two anti-entropy rounds (catching up on missed writes).
     #[arg(long, env = "CAIRN_ANTI_ENTROPY_INTERVAL_MS", default_value_t = DEFAULT_ANTI_ENTROPY_INTERVAL_MS)]
     anti_entropy_interval_ms: u64,
+    /// Scrubber read rate limit in MiB/s (0: no limit).
+    #[arg(long, env = "CAIRN_SCRUB_RATE_MIB", default_value_t = DEFAULT_SCRUB_RATE_BYTES / (1024 * 1024))]
+    scrub_rate_mib: u64,
+    /// Seconds from the start of one scrub pass to the start of the next.
+    #[arg(long, env = "CAIRN_SCRUB_PERIOD_SECS", default_value_t = DEFAULT_SCRUB_PERIOD_SECS)]
+    scrub_period_secs: u64,
     /// Start a new cluster if this node has none.
     #[arg(long, env = "CAIRN_BOOTSTRAP")]
     bootstrap: bool,
@@ -278,6 +285,42 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The scrubber of every node (or of one).
+    Scrub {
+        #[command(subcommand)]
+        command: ScrubCli,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScrubCli {
+    /// Progress, findings and repair queue of each node's scrubber.
+    Status {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a full pass now.
+    Start {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Pause the pass in progress.
+    Pause {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Resume a paused pass.
+    Resume {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -383,6 +426,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 routes: args.routes.load()?,
                 detector: args.probes.detector(),
                 anti_entropy_interval: Duration::from_millis(args.anti_entropy_interval_ms.max(1)),
+                scrub: ScrubConfig {
+                    rate_bytes_per_sec: args.scrub_rate_mib.saturating_mul(1024 * 1024),
+                    period: Duration::from_secs(args.scrub_period_secs),
+                },
             };
             node::run(config, stop_signal(args.exit_with_parent)).await
         }
@@ -475,24 +522,86 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!(
-                    "{:<16} {:<24} {:<10} {:>9} {:>7}  LAST ERROR",
-                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED"
+                    "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14}  LAST ERROR",
+                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED", "SCRUB", "REPAIR Q/ERR"
                 );
                 for node in status.nodes {
+                    let scrub = node.status.as_ref().and_then(|s| s.scrub.as_ref());
+                    let (scrub_state, repair) = match scrub {
+                        Some(r) => (scrub_summary(r), format!("{}/{}", r.repair.queued, r.repair.errored)),
+                        None => ("-".to_owned(), "-".to_owned()),
+                    };
                     println!(
-                        "{:<16} {:<24} {:<10} {:>9} {:>7}  {}",
+                        "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14}  {}",
                         node.node_id,
                         node.rpc_addr,
                         node.state.name(),
                         node.in_flight,
                         node.failed_probes,
+                        scrub_state,
+                        repair,
                         node.last_error.unwrap_or_default()
                     );
                 }
             }
         }
+        AdminCommand::Scrub { command } => {
+            let (reports, json) = match command {
+                ScrubCli::Status { node, json } => (client.scrub_status(node.as_deref()).await?, json),
+                ScrubCli::Start { node } => (client.scrub_command("start", node.as_deref()).await?, false),
+                ScrubCli::Pause { node } => (client.scrub_command("pause", node.as_deref()).await?, false),
+                ScrubCli::Resume { node } => (client.scrub_command("resume", node.as_deref()).await?, false),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print_scrub_reports(&reports);
+            }
+        }
     }
     Ok(())
+}
+
+/// A scrubber's state in a few characters: `running 42%`, `paused 42%`, `idle`.
+fn scrub_summary(report: &cairn_storage_node::scrubber::ScrubReport) -> String {
+    match report.state.as_str() {
+        "idle" => "idle".to_owned(),
+        state => format!("{state} {}%", report.pass_percent),
+    }
+}
+
+/// Prints one line per node of `cairn admin scrub`.
+#[allow(clippy::print_stdout)]
+fn print_scrub_reports(reports: &[cairn_gateway::admin::NodeScrub]) {
+    println!(
+        "{:<16} {:<13} {:>10} {:>12} {:>7} {:>8} {:>8} {:>10}  LAST PASS COMPLETED",
+        "NODE", "SCRUB", "CHUNKS", "BYTES", "FOUND", "REPAIRED", "QUEUED", "ERRORED"
+    );
+    for node in reports {
+        let Some(r) = &node.report else {
+            println!("{:<16} unreachable: {}", node.node_id, node.error.as_deref().unwrap_or(""));
+            continue;
+        };
+        let p = &r.progress;
+        let (chunks, bytes) = if p.pass_started_ms.is_some() {
+            (p.chunks_checked, p.bytes_checked)
+        } else {
+            (p.last_pass_chunks, p.last_pass_bytes)
+        };
+        let last = p.last_pass_completed_ms.map_or("never".to_owned(), cairn_gateway::timefmt::iso8601);
+        println!(
+            "{:<16} {:<13} {:>10} {:>12} {:>7} {:>8} {:>8} {:>10}  {}",
+            node.node_id,
+            scrub_summary(r),
+            chunks,
+            bytes,
+            p.corruptions_found,
+            p.corruptions_repaired,
+            r.repair.queued,
+            r.repair.errored,
+            last
+        );
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM, or when the parent exits if asked to follow it.

@@ -137,6 +137,11 @@ impl Replication {
         &self.cluster
     }
 
+    /// The node client this coordinator uses.
+    pub fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
     /// The failure detector this coordinator follows.
     pub fn detector(&self) -> &Arc<FailureDetector> {
         &self.detector

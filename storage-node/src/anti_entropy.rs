@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::chunk_store::{ChunkDigest, ChunkError, ChunkId, ChunkStore};
+use crate::chunk_store::{ChunkError, ChunkId, ChunkStore};
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
 use crate::manifest::{self, PartManifest, RowKind};
 use crate::meta_store::{MetaError, MetaStore, Row, RowsDigest};
+use crate::repair;
 use crate::rpc::client::{NodeClient, RpcError};
 use crate::rpc::server::DataPlane;
 
@@ -185,7 +186,7 @@ impl AntiEntropy {
         for bucket in state.buckets.values() {
             for shard in 0..bucket.index_shards {
                 let placement = manifest::metadata_placement_key(bucket.bucket_id, shard);
-                let replicas = replica_nodes(&state, &placement);
+                let replicas = state.replica_nodes(&placement);
                 if !replicas.iter().any(|n| n.node_id == self.node_id) {
                     continue;
                 }
@@ -357,7 +358,7 @@ impl AntiEntropy {
         let digests = part_manifest.chunk_sha256.as_bytes().chunks(64);
         for (index, expected) in digests.enumerate() {
             let id = ChunkId { chunk_set, part, index: index as u32 };
-            let holders = replica_nodes(state, &id.placement_key());
+            let holders = state.replica_nodes(&id.placement_key());
             if !holders.iter().any(|n| n.node_id == self.node_id) {
                 continue;
             }
@@ -370,41 +371,25 @@ impl AntiEntropy {
                     continue;
                 }
             }
-            if self.copy_from_holders(id, expected, &holders).await {
-                fetched += 1;
-            } else {
-                tracing::warn!(chunk = %id.to_hex(), "no replica could supply a missed chunk");
-                missing += 1;
+            let expected = <[u8; 32]>::try_from(hex::decode(expected).unwrap_or_default()).ok();
+            let copied = repair::fetch_verified_copy(
+                &self.client,
+                &self.chunks,
+                &self.peers,
+                id,
+                &holders,
+                &self.node_id,
+                expected,
+            )
+            .await;
+            match copied {
+                Ok(()) => fetched += 1,
+                Err(e) => {
+                    tracing::warn!(chunk = %id.to_hex(), error = %e, "no replica could supply a missed chunk");
+                    missing += 1;
+                }
             }
         }
         (fetched, missing)
     }
-
-    /// Copies a chunk from the first holder whose copy matches the manifest's SHA-256 (the peer
-    /// that sent the manifest may not hold it, and a holder's copy may be bad).
-    async fn copy_from_holders(&self, id: ChunkId, expected_sha256_hex: &[u8], holders: &[NodeInfo]) -> bool {
-        for holder in holders.iter().filter(|n| n.node_id != self.node_id) {
-            let Ok(bytes) = self.client.get_chunk(&holder.rpc_addr, id, None).await else { continue };
-            let digest = ChunkDigest::of(&bytes);
-            if hex::encode(digest.sha256).as_bytes() != expected_sha256_hex {
-                tracing::warn!(chunk = %id.to_hex(), holder = %holder.node_id, "a replica's chunk does not match its manifest");
-                continue;
-            }
-            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
-            match self.chunks.put(id, digest, body).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    tracing::warn!(chunk = %id.to_hex(), error = %e, "storing a missed chunk failed");
-                    return false;
-                }
-            }
-        }
-        false
-    }
-}
-
-/// The replica nodes of a placement key in the current layout.
-fn replica_nodes(state: &ClusterState, placement_key: &[u8]) -> Vec<NodeInfo> {
-    let partition = state.layout.partition_of(placement_key);
-    state.layout.replicas(partition).filter_map(|id| state.nodes.get(id).cloned()).collect()
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! root/LOCK                      advisory lock: one open store per root
 //! root/tmp/<uuid>.tmp            writes in progress (removed at open)
+//! root/quarantine/<id>.<ms>      copies that failed verification, set aside by the scrubber
 //! root/<aa>/<bb>/<48-hex id>     chunk files
 //! ```
 //!
@@ -52,6 +53,7 @@
 mod error;
 mod format;
 mod id;
+mod inventory;
 mod layout;
 mod read;
 #[cfg(test)]
@@ -72,7 +74,9 @@ use sha2::{Digest as _, Sha256};
 pub use error::ChunkError;
 pub use format::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use id::{CHUNK_ID_BYTES, ChunkId};
-use layout::{DurableDirs, LOCK_FILE_NAME, TMP_DIR_NAME, chunk_path};
+use inventory::Inventory;
+pub use inventory::{LEAF_COUNT, LeafSummary, leaves_of_partition};
+use layout::{DurableDirs, LOCK_FILE_NAME, QUARANTINE_DIR_NAME, TMP_DIR_NAME, chunk_path, id_hash};
 use read::{open_chunk, read_header, read_verified};
 
 /// Largest chunk payload the store accepts.
@@ -116,6 +120,13 @@ impl ChunkHeader {
     }
 }
 
+/// What [`ChunkStore::quarantine`] set aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The digest the bad copy's header still proved, if its header was intact.
+    pub digest: Option<ChunkDigest>,
+}
+
 /// Chunk counts and disk space, for capacity reports and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreUsage {
@@ -155,6 +166,8 @@ struct Inner {
     /// Bytes promised by puts in progress, counted against free space.
     in_flight_bytes: AtomicU64,
     dirs: DurableDirs,
+    /// Per-leaf summaries of the ids held, for anti-entropy.
+    inventory: Inventory,
     /// Held for the store's lifetime; the lock is released when the file closes.
     _lock: Flock<File>,
 }
@@ -177,6 +190,15 @@ fn disk_space(path: &Path) -> Result<(u64, u64), ChunkError> {
     Ok((free, capacity))
 }
 
+impl Inner {
+    /// Updates the counters and the inventory after a chunk file left its name.
+    fn forget(&self, id: &ChunkId, file_len: u64) {
+        self.chunk_count.fetch_sub(1, Ordering::Relaxed);
+        self.used_bytes.fetch_sub(file_len, Ordering::Relaxed);
+        self.inventory.toggle(&id_hash(id), false);
+    }
+}
+
 impl ChunkStore {
     /// Opens (creating if needed) the store at `root`, refusing writes that would leave fewer
     /// than `reserve_bytes` free. Takes the root's lock, removes stale temp files and scans the
@@ -193,7 +215,8 @@ impl ChunkStore {
             tracing::info!(removed, root = %root.display(), "removed unfinished chunk writes");
         }
         let dirs = DurableDirs::new();
-        let totals = layout::scan(root, &dirs)?;
+        let inventory = Inventory::new();
+        let totals = layout::scan(root, &dirs, &inventory)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
@@ -203,6 +226,7 @@ impl ChunkStore {
                 used_bytes: AtomicU64::new(totals.used_bytes),
                 in_flight_bytes: AtomicU64::new(0),
                 dirs,
+                inventory,
                 _lock: lock,
             }),
         })
@@ -217,6 +241,12 @@ impl ChunkStore {
     pub async fn get(&self, id: ChunkId) -> Result<Bytes, ChunkError> {
         let path = chunk_path(&self.inner.root, &id);
         blocking(move || read_verified(&path, id).map(|(_, payload)| payload)).await
+    }
+
+    /// The whole chunk with its header, CRC-32C verified before returning.
+    pub async fn get_with_header(&self, id: ChunkId) -> Result<(ChunkHeader, Bytes), ChunkError> {
+        let path = chunk_path(&self.inner.root, &id);
+        blocking(move || read_verified(&path, id)).await
     }
 
     /// `len` bytes from `offset`, sliced from the verified whole chunk.
@@ -257,14 +287,86 @@ impl ChunkStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
-            inner.chunk_count.fetch_sub(1, Ordering::Relaxed);
-            inner.used_bytes.fetch_sub(file_len, Ordering::Relaxed);
+            inner.forget(&id, file_len);
             if let Some(dir) = path.parent() {
                 layout::fsync_dir(dir)?;
             }
             Ok(true)
         })
         .await
+    }
+
+    /// Moves a chunk that failed verification aside, under `quarantine/<id>.<unix ms>`, so that
+    /// a good copy can take its name while the bad one stays available for inspection. Returns
+    /// the digest its header still proves, if the header is intact, or `None` if there was no
+    /// such chunk.
+    pub async fn quarantine(&self, id: ChunkId) -> Result<Option<Quarantined>, ChunkError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let path = chunk_path(&inner.root, &id);
+            let header = match open_chunk(&path, id) {
+                Ok(mut file) => read_header(&mut file, id).ok(),
+                Err(ChunkError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let file_len = fs::symlink_metadata(&path)?.len();
+            let dir = inner.root.join(QUARANTINE_DIR_NAME);
+            fs::create_dir_all(&dir)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let aside = dir.join(format!("{}.{}", id.to_hex(), now.as_millis()));
+            match fs::rename(&path, &aside) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            inner.forget(&id, file_len);
+            layout::fsync_dir(&dir)?;
+            if let Some(leaf) = path.parent() {
+                layout::fsync_dir(leaf)?;
+            }
+            Ok(Some(Quarantined { digest: header.map(|h| h.digest()) }))
+        })
+        .await
+    }
+
+    /// Removes quarantined copies set aside more than `keep` ago; returns how many.
+    pub async fn purge_quarantine(&self, keep: std::time::Duration) -> Result<u64, ChunkError> {
+        let dir = self.inner.root.join(QUARANTINE_DIR_NAME);
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            let mut removed = 0;
+            for entry in entries {
+                let entry = entry?;
+                let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+                if age > keep {
+                    fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// The ids stored in one fan-out leaf (`0..LEAF_COUNT`), in id order.
+    pub async fn leaf_ids(&self, leaf: usize) -> Result<Vec<ChunkId>, ChunkError> {
+        let root = self.inner.root.clone();
+        blocking(move || Ok(layout::leaf_ids(&root, leaf)?)).await
+    }
+
+    /// The summaries of the ids held in a range of leaves (see [`LeafSummary`]).
+    pub fn leaf_summaries(&self, leaves: std::ops::Range<usize>) -> Vec<LeafSummary> {
+        self.inner.inventory.summaries(leaves)
+    }
+
+    /// The fan-out leaf a chunk lives in.
+    pub fn leaf_of(id: &ChunkId) -> usize {
+        let hash = id_hash(id);
+        usize::from(hash[0]) << 8 | usize::from(hash[1])
     }
 
     /// Chunk count and bytes (kept in memory) with the file system's capacity and free space.
@@ -281,7 +383,7 @@ impl ChunkStore {
 
     /// Full proof of the chunk: CRC-32C and length as on every read, plus SHA-256 of the payload
     /// against the header. For the scrubber.
-    pub async fn verify_sha256(&self, id: ChunkId) -> Result<(), ChunkError> {
+    pub async fn verify_sha256(&self, id: ChunkId) -> Result<ChunkHeader, ChunkError> {
         let path = chunk_path(&self.inner.root, &id);
         blocking(move || {
             let (header, payload) = read_verified(&path, id)?;
@@ -289,7 +391,7 @@ impl ChunkStore {
             if actual != header.sha256 {
                 return Err(ChunkError::Corrupt { id, reason: "payload sha256 mismatch" });
             }
-            Ok(())
+            Ok(header)
         })
         .await
     }

@@ -309,6 +309,7 @@ mod tests {
             used_bytes: 0,
             chunk_count: 0,
             recovering: false,
+            scrub: None,
         }
     }
 

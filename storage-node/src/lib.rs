@@ -10,4 +10,6 @@ pub mod manifest;
 pub mod meta_store;
 pub mod node;
 pub mod placement;
+pub mod repair;
 pub mod rpc;
+pub mod scrubber;

@@ -15,9 +15,11 @@ use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterSettings, ControlConfig, ControlPlane, ControlTransport, NodeInfo, TransportError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::meta_store::{MetaStore, MetaStoreConfig};
+use crate::repair::{RepairQueue, Repairer};
 use crate::rpc::auth::ClusterSecret;
 use crate::rpc::client::{ClientConfig, NodeClient, RpcError};
 use crate::rpc::server::{DataPlane, router};
+use crate::scrubber::{ScrubConfig, Scrubber};
 
 /// Default free-space reserve below which a node refuses writes.
 pub const DEFAULT_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
@@ -51,6 +53,8 @@ pub struct NodeConfig {
     pub detector: DetectorConfig,
     /// Time between two anti-entropy rounds.
     pub anti_entropy_interval: Duration,
+    /// How fast and how often the scrubber reads.
+    pub scrub: ScrubConfig,
 }
 
 /// What the node remembers about itself across restarts.
@@ -100,7 +104,19 @@ pub async fn run(
             .clone()
             .run(client.clone(), move || view.borrow().nodes.values().filter(|n| n.node_id != me).cloned().collect()),
     );
-    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering, audit });
+    let repairs = RepairQueue::new();
+    let repairer = Repairer {
+        node_id: node_id.clone(),
+        chunks: chunks.clone(),
+        client: client.clone(),
+        state: control.state(),
+        peers: peers.clone(),
+        queue: repairs.clone(),
+    };
+    tokio::spawn(repairs.clone().run(repairer));
+    let scrubber = Scrubber::open(&node_id, &config.data_dir, chunks.clone(), repairs.clone(), config.scrub)?;
+    tokio::spawn(scrubber.clone().run());
+    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering, audit, repairs, scrubber });
     let anti_entropy = AntiEntropy::new(&data, client.clone(), control.state(), peers);
     tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
     let app = router(data, crate::control::routes(control.clone()), config.secret.clone());

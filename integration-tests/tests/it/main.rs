@@ -10,6 +10,7 @@ mod conditional;
 mod consistency;
 mod copy;
 mod faults;
+mod healing;
 mod history;
 mod listing;
 mod metadata;
@@ -34,6 +35,11 @@ pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, data: Vec<u8>
 pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
     let out = s3.get_object().bucket(bucket).key(key).send().await?;
     Ok(out.body.collect().await?.into_bytes().to_vec())
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Hex SHA-256, for comparing large bodies in assertion messages.

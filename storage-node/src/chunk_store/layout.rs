@@ -9,18 +9,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use super::ChunkId;
+use super::inventory::Inventory;
 
 /// Directory (under the root) where chunk files are written before they get their final name.
 pub(super) const TMP_DIR_NAME: &str = "tmp";
 /// Suffix of temp files, so cleanup only ever removes files this code created.
 pub(super) const TMP_SUFFIX: &str = ".tmp";
+/// Directory (under the root) where copies that failed verification are set aside.
+pub(super) const QUARANTINE_DIR_NAME: &str = "quarantine";
 /// File whose advisory lock marks the root as owned by one open store.
 pub(super) const LOCK_FILE_NAME: &str = "LOCK";
 
+/// SHA-256 of a chunk's id bytes: its fan-out directories and its inventory entry.
+pub(super) fn id_hash(id: &ChunkId) -> [u8; 32] {
+    Sha256::digest(id.placement_key()).into()
+}
+
 /// The two fan-out directory bytes of a chunk: the first two bytes of SHA-256(id bytes).
 pub(super) fn fan_out(id: &ChunkId) -> [u8; 2] {
-    let hash = Sha256::digest(id.placement_key());
+    let hash = id_hash(id);
     [hash[0], hash[1]]
+}
+
+/// The directory of a fan-out leaf (`0..LEAF_COUNT`).
+pub(super) fn leaf_path(root: &Path, leaf: usize) -> PathBuf {
+    root.join(format!("{:02x}", (leaf >> 8) & 0xff)).join(format!("{:02x}", leaf & 0xff))
+}
+
+/// The chunk ids in one leaf directory, in id order (none if it does not exist).
+pub(super) fn leaf_ids(root: &Path, leaf: usize) -> io::Result<Vec<ChunkId>> {
+    let entries = match fs::read_dir(leaf_path(root, leaf)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        if let Some(id) = entry?.file_name().to_str().and_then(ChunkId::from_hex) {
+            ids.push(id);
+        }
+    }
+    ids.sort_by_key(ChunkId::placement_key);
+    Ok(ids)
 }
 
 /// Final path of a chunk file: `root/<2 hex>/<2 hex>/<48 hex id>`.
@@ -112,7 +142,7 @@ pub(super) struct ScanTotals {
 /// Counts chunk files under `root` and makes every existing fan-out directory durable (a crash
 /// of the previous process may have left entries only in the page cache), recording them in
 /// `dirs`.
-pub(super) fn scan(root: &Path, dirs: &DurableDirs) -> io::Result<ScanTotals> {
+pub(super) fn scan(root: &Path, dirs: &DurableDirs, inventory: &Inventory) -> io::Result<ScanTotals> {
     let mut totals = ScanTotals::default();
     for first in fs::read_dir(root)? {
         let first = first?;
@@ -132,11 +162,12 @@ pub(super) fn scan(root: &Path, dirs: &DurableDirs) -> io::Result<ScanTotals> {
             }
             for file in fs::read_dir(second.path())? {
                 let file = file?;
-                let is_chunk = file.file_name().to_str().and_then(ChunkId::from_hex).is_some();
+                let Some(id) = file.file_name().to_str().and_then(ChunkId::from_hex) else { continue };
                 let metadata = file.metadata()?;
-                if is_chunk && metadata.is_file() {
+                if metadata.is_file() {
                     totals.chunk_count += 1;
                     totals.used_bytes += metadata.len();
+                    inventory.toggle(&id_hash(&id), true);
                 }
             }
             dirs.mark([a, b]);

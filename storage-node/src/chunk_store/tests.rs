@@ -347,3 +347,40 @@ async fn concurrent_puts_of_one_id_store_it_once() {
     assert_eq!(tmp_files(&store), 0);
     assert_eq!(store.get(id(0)).await.expect("get"), data);
 }
+
+#[tokio::test]
+async fn quarantine_sets_a_bad_copy_aside_and_the_inventory_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let data = payload(10_000);
+    let digest = ChunkDigest::of(&data);
+    for n in 0..4 {
+        store.put(id(n), digest, whole(&data)).await.unwrap();
+    }
+    let all = 0..LEAF_COUNT;
+    let before = LeafSummary::combine(&store.leaf_summaries(all.clone()));
+    assert_eq!(before.count, 4);
+    let leaf = ChunkStore::leaf_of(&id(2));
+    assert!(store.leaf_ids(leaf).await.unwrap().contains(&id(2)));
+
+    flip_byte(&chunk_path(store.root(), &id(2)), HEADER_LEN as u64 + 17);
+    assert!(matches!(store.verify_sha256(id(2)).await, Err(ChunkError::Corrupt { .. })));
+    let aside = store.quarantine(id(2)).await.unwrap().expect("the chunk was there");
+    assert_eq!(aside.digest, Some(digest), "an intact header still proves the digest");
+    assert!(matches!(store.get(id(2)).await, Err(ChunkError::NotFound { .. })));
+    assert_eq!(fs::read_dir(store.root().join(QUARANTINE_DIR_NAME)).unwrap().count(), 1);
+    assert_eq!(store.usage().unwrap().chunk_count, 3);
+    assert_eq!(store.quarantine(id(2)).await.unwrap(), None);
+
+    // A good copy takes the name again; the summaries are those of the same set of ids.
+    store.put(id(2), digest, whole(&data)).await.unwrap();
+    assert_eq!(LeafSummary::combine(&store.leaf_summaries(all.clone())), before);
+    store.delete(id(3)).await.unwrap();
+    let after_delete = store.leaf_summaries(all.clone());
+    drop(store);
+    let reopened = open(&dir);
+    assert_eq!(reopened.leaf_summaries(all.clone()), after_delete, "rebuilt at open");
+    assert_eq!(LeafSummary::combine(&after_delete).count, 3);
+    assert_eq!(reopened.purge_quarantine(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(reopened.purge_quarantine(Duration::ZERO).await.unwrap(), 1);
+}

@@ -244,6 +244,16 @@ impl ClusterState {
         }
     }
 
+    /// The nodes holding the replicas of a placement key's partition, in layout order.
+    pub fn replica_nodes(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
+        self.partition_nodes(self.layout.partition_of(placement_key))
+    }
+
+    /// The nodes holding the replicas of a partition, in layout order.
+    pub fn partition_nodes(&self, partition: u32) -> Vec<NodeInfo> {
+        self.layout.replicas(partition).filter_map(|id| self.nodes.get(id).cloned()).collect()
+    }
+
     /// Whether `InitSettings` has been applied.
     pub fn has_settings(&self) -> bool {
         // Validated settings never have zero partitions.

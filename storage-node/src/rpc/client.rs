@@ -16,10 +16,12 @@ use super::auth::ClusterSecret;
 use super::codec::{self, CodecError};
 use super::{
     CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C, HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES,
-    META_DIGEST_PATH, META_PUT_PATH, META_ROW_PATH, META_SCAN_PATH, NodeStatus, STATUS_PATH, WireError, WireErrorCode,
+    META_DIGEST_PATH, META_PUT_PATH, META_ROW_PATH, META_SCAN_PATH, NodeStatus, SCRUB_PATH, STATUS_PATH, WireError,
+    WireErrorCode,
 };
 use crate::chunk_store::{ChunkDigest, ChunkId};
 use crate::meta_store::{Row, RowsDigest};
+use crate::scrubber::{ScrubCommand, ScrubReport};
 
 /// Default bound on one RPC, from sending the request to receiving the whole response.
 pub const DEFAULT_RPC_TIMEOUT_MS: u64 = 30_000;
@@ -165,23 +167,18 @@ impl NodeClient {
         Ok(body)
     }
 
+    /// Reads a whole chunk with the digest its holder's header records.
+    pub async fn get_chunk_with_digest(&self, addr: &str, id: ChunkId) -> Result<(ChunkDigest, Bytes), RpcError> {
+        let path = format!("{CHUNK_PATH}{}", id.to_hex());
+        let (headers, body) = self.call(addr, Method::GET, &path, &[], Bytes::new(), MAX_CHUNK_RESPONSE_BYTES).await?;
+        Ok((digest_from_headers(addr, &headers)?, body))
+    }
+
     /// Reads a chunk's header: its length, SHA-256 and CRC32C.
     pub async fn head_chunk(&self, addr: &str, id: ChunkId) -> Result<ChunkDigest, RpcError> {
         let path = format!("{CHUNK_PATH}{}", id.to_hex());
         let (headers, _) = self.call(addr, Method::HEAD, &path, &[], Bytes::new(), 0).await?;
-        let field = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| RpcError::protocol(addr, format!("missing {name}")))
-        };
-        let len = field(HEADER_CHUNK_LEN)?.parse().map_err(|_| RpcError::protocol(addr, "bad chunk length"))?;
-        let crc32c = field(HEADER_CHUNK_CRC32C)?.parse().map_err(|_| RpcError::protocol(addr, "bad chunk crc32c"))?;
-        let sha256 = hex::decode(field(HEADER_CHUNK_SHA256)?)
-            .ok()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok())
-            .ok_or_else(|| RpcError::protocol(addr, "bad chunk sha256"))?;
-        Ok(ChunkDigest { len, sha256, crc32c })
+        digest_from_headers(addr, &headers)
     }
 
     /// Deletes a chunk; `false` when it did not exist.
@@ -242,6 +239,20 @@ impl NodeClient {
     /// Reads the node's capacity and usage.
     pub async fn status(&self, addr: &str) -> Result<NodeStatus, RpcError> {
         let (_, answer) = self.call(addr, Method::GET, STATUS_PATH, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
+        serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
+    }
+
+    /// The node's scrubber report.
+    pub async fn scrub_report(&self, addr: &str) -> Result<ScrubReport, RpcError> {
+        let (_, answer) = self.call(addr, Method::GET, SCRUB_PATH, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
+        serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
+    }
+
+    /// Sends the node's scrubber a command; answers its report after it.
+    pub async fn scrub_command(&self, addr: &str, command: ScrubCommand) -> Result<ScrubReport, RpcError> {
+        let name = serde_json::to_value(command).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let path = format!("{SCRUB_PATH}/{name}");
+        let (_, answer) = self.call(addr, Method::POST, &path, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
         serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
     }
 
@@ -333,4 +344,21 @@ impl NodeClient {
 
 fn codec_error(addr: &str, e: CodecError) -> RpcError {
     RpcError::protocol(addr, e)
+}
+
+/// The chunk digest carried by a response's headers.
+fn digest_from_headers(addr: &str, headers: &http::HeaderMap) -> Result<ChunkDigest, RpcError> {
+    let field = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RpcError::protocol(addr, format!("missing {name}")))
+    };
+    let len = field(HEADER_CHUNK_LEN)?.parse().map_err(|_| RpcError::protocol(addr, "bad chunk length"))?;
+    let crc32c = field(HEADER_CHUNK_CRC32C)?.parse().map_err(|_| RpcError::protocol(addr, "bad chunk crc32c"))?;
+    let sha256 = hex::decode(field(HEADER_CHUNK_SHA256)?)
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .ok_or_else(|| RpcError::protocol(addr, "bad chunk sha256"))?;
+    Ok(ChunkDigest { len, sha256, crc32c })
 }

@@ -16,6 +16,8 @@
 //! | metadata scan | `GET /v1/meta/scan?prefix=&start_after=&limit=` | rows (binary) |
 //! | metadata digest | `GET /v1/meta/digest?prefix=` | JSON [`crate::meta_store::RowsDigest`] |
 //! | node status | `GET /v1/status` | JSON [`NodeStatus`] |
+//! | scrub report | `GET /v1/scrub` | JSON [`crate::scrubber::ScrubReport`] |
+//! | scrub command | `POST /v1/scrub/{start,pause,resume}` | JSON [`crate::scrubber::ScrubReport`] |
 //! | control plane | `POST /control/...` | JSON (see `crate::control`) |
 //!
 //! Errors are JSON [`WireError`] bodies with a stable `code`.
@@ -39,6 +41,8 @@ pub const META_SCAN_PATH: &str = "/v1/meta/scan";
 pub const META_DIGEST_PATH: &str = "/v1/meta/digest";
 /// Path of the node status report.
 pub const STATUS_PATH: &str = "/v1/status";
+/// Path of the scrubber's report; a command name after a slash drives it.
+pub const SCRUB_PATH: &str = "/v1/scrub";
 
 /// Header carrying the promised chunk length.
 pub const HEADER_CHUNK_LEN: &str = "x-cairn-chunk-len";
@@ -72,6 +76,9 @@ pub struct NodeStatus {
     /// Whether the node is still catching up on writes it missed (it should not serve reads).
     #[serde(default)]
     pub recovering: bool,
+    /// The scrubber and the repair queue.
+    #[serde(default)]
+    pub scrub: Option<crate::scrubber::ScrubReport>,
 }
 
 /// Stable error codes a node answers with.

@@ -35,6 +35,10 @@ pub struct DataPlane {
     pub recovering: Arc<std::sync::atomic::AtomicBool>,
     /// Part manifests whose chunks the next anti-entropy round checks.
     pub audit: Arc<crate::anti_entropy::ChunkAudit>,
+    /// Chunks this node must get a good copy of.
+    pub repairs: Arc<crate::repair::RepairQueue>,
+    /// The scrubber, for its report and commands.
+    pub scrubber: Arc<crate::scrubber::Scrubber>,
 }
 
 /// The full node router: data-plane routes plus `extra` (the control-plane routes), all behind
@@ -48,6 +52,8 @@ pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Rou
         .route(super::META_SCAN_PATH, get(scan_rows))
         .route(super::META_DIGEST_PATH, get(digest_rows))
         .route(super::STATUS_PATH, get(status))
+        .route(super::SCRUB_PATH, get(scrub_report))
+        .route(&format!("{}/{{command}}", super::SCRUB_PATH), post(scrub_command))
         .with_state(data)
         // Metadata batches may exceed axum's default 2 MiB extractor limit.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
@@ -161,12 +167,24 @@ async fn get_chunk(
         return malformed_chunk_id();
     };
     let result = match (range.offset, range.len) {
-        (None, None) => data.chunks.get(id).await,
-        (offset, len) => data.chunks.get_range(id, offset.unwrap_or(0), len.unwrap_or(u64::MAX)).await,
+        // A whole chunk comes with its header's digest, so a peer copying it can prove it.
+        (None, None) => data.chunks.get_with_header(id).await.map(|(header, bytes)| {
+            let mut response = bytes_response(bytes);
+            response.headers_mut().extend(digest_headers(&header.digest()));
+            response
+        }),
+        (offset, len) => {
+            data.chunks.get_range(id, offset.unwrap_or(0), len.unwrap_or(u64::MAX)).await.map(bytes_response)
+        }
     };
     match result {
-        Ok(bytes) => bytes_response(bytes),
-        Err(e) => chunk_error(e),
+        Ok(response) => response,
+        Err(e) => {
+            if matches!(e, ChunkError::Corrupt { .. }) {
+                data.repairs.push(id);
+            }
+            chunk_error(e)
+        }
     }
 }
 
@@ -175,17 +193,25 @@ async fn head_chunk(State(data): State<Arc<DataPlane>>, Path(id): Path<String>) 
         return malformed_chunk_id();
     };
     match data.chunks.head(id).await {
-        Ok(header) => (
-            StatusCode::OK,
-            [
-                (HEADER_CHUNK_LEN, header.len.to_string()),
-                (HEADER_CHUNK_SHA256, hex::encode(header.sha256)),
-                (HEADER_CHUNK_CRC32C, header.crc32c.to_string()),
-            ],
-        )
-            .into_response(),
+        Ok(header) => (StatusCode::OK, digest_headers(&header.digest())).into_response(),
         Err(e) => chunk_error(e),
     }
+}
+
+/// The headers that carry a chunk digest.
+fn digest_headers(digest: &ChunkDigest) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let values = [
+        (HEADER_CHUNK_LEN, digest.len.to_string()),
+        (HEADER_CHUNK_SHA256, hex::encode(digest.sha256)),
+        (HEADER_CHUNK_CRC32C, digest.crc32c.to_string()),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    headers
 }
 
 async fn delete_chunk(State(data): State<Arc<DataPlane>>, Path(id): Path<String>) -> Response {
@@ -269,8 +295,23 @@ async fn status(State(data): State<Arc<DataPlane>>) -> Response {
         used_bytes: usage.used_bytes,
         chunk_count: usage.chunk_count,
         recovering: data.recovering.load(std::sync::atomic::Ordering::Relaxed),
+        scrub: Some(data.scrubber.report()),
     })
     .into_response()
+}
+
+async fn scrub_report(State(data): State<Arc<DataPlane>>) -> Response {
+    axum::Json(data.scrubber.report()).into_response()
+}
+
+async fn scrub_command(State(data): State<Arc<DataPlane>>, Path(command): Path<String>) -> Response {
+    let Some(command) = crate::scrubber::ScrubCommand::parse(&command) else {
+        return wire_error(WireErrorCode::BadRequest, format!("unknown scrub command {command:?}"));
+    };
+    match data.scrubber.command(command) {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => wire_error(WireErrorCode::Internal, format!("saving scrub progress: {e}")),
+    }
 }
 
 fn bytes_response(bytes: Bytes) -> Response {
