@@ -33,6 +33,9 @@ pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/buckets/{name}/consistency", put(set_consistency))
         .route("/v1/status", get(status))
+        .route("/v1/layout", get(layout))
+        .route("/v1/nodes", post(add_node))
+        .route("/v1/nodes/{id}", axum::routing::delete(remove_node).patch(update_node))
         .route("/v1/scrub", get(scrub_reports))
         .route("/v1/scrub/{command}", post(scrub_command))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token));
@@ -127,6 +130,138 @@ async fn status(State(admin): State<Arc<AdminState>>) -> Response {
     let state = admin.gateway.state();
     let nodes = admin.gateway.replication.detector().snapshot();
     Json(ClusterStatus { state_version: state.version, nodes }).into_response()
+}
+
+/// A node as the layout sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LayoutNode {
+    /// Node id.
+    pub node_id: String,
+    /// RPC address.
+    pub rpc_addr: String,
+    /// Failure zone.
+    pub zone: String,
+    /// Relative share of partitions.
+    pub capacity_weight: u32,
+    /// `active`, `removed` or `evicted`.
+    pub membership: String,
+    /// Partition replicas it holds in the current layout.
+    pub partitions: usize,
+    /// Partition replicas it held in the previous layout, while a move is in progress.
+    pub previous_partitions: Option<usize>,
+    /// Whether it has pulled every partition it gained, while a move is in progress.
+    pub synced: Option<bool>,
+}
+
+/// What `GET /v1/layout` answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LayoutView {
+    /// Current layout version.
+    pub version: u64,
+    /// Partitions.
+    pub partition_count: u32,
+    /// Replicas per partition.
+    pub replication_factor: u8,
+    /// Version of the layout data is moving from, while a move is in progress.
+    pub moving_from: Option<u64>,
+    /// Every node the control plane knows.
+    pub nodes: Vec<LayoutNode>,
+}
+
+fn layout_view(state: &cairn_storage_node::control::ClusterState) -> LayoutView {
+    let transition = state.transition.as_ref();
+    let nodes = state
+        .nodes
+        .values()
+        .map(|n| LayoutNode {
+            node_id: n.node_id.clone(),
+            rpc_addr: n.rpc_addr.clone(),
+            zone: n.zone.clone(),
+            capacity_weight: n.capacity_weight,
+            membership: n.membership.name().to_owned(),
+            partitions: state.layout.partitions_of_node(&n.node_id).count(),
+            previous_partitions: transition.map(|t| t.previous.partitions_of_node(&n.node_id).count()),
+            synced: transition.map(|t| t.synced.contains(&n.node_id) || !state.layout.nodes.contains(&n.node_id)),
+        })
+        .collect();
+    LayoutView {
+        version: state.layout.version,
+        partition_count: state.layout.partition_count,
+        replication_factor: state.layout.replication_factor,
+        moving_from: transition.map(|t| t.previous.version),
+        nodes,
+    }
+}
+
+async fn layout(State(admin): State<Arc<AdminState>>) -> Response {
+    Json(layout_view(&admin.gateway.state())).into_response()
+}
+
+/// Body of `POST /v1/nodes`: a running node that belongs to no cluster yet.
+#[derive(Serialize, Deserialize)]
+pub struct AddNodeRequest {
+    /// Its RPC address.
+    pub rpc_addr: String,
+}
+
+async fn add_node(State(admin): State<Arc<AdminState>>, Json(request): Json<AddNodeRequest>) -> Response {
+    let state = admin.gateway.state();
+    let Some(seed) =
+        admin.gateway.replication.detector().read_order(state.nodes.values().cloned().collect()).into_iter().next()
+    else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no node to join through").into_response();
+    };
+    let invitation = cairn_storage_node::control::Invitation { seed_addr: seed.rpc_addr };
+    let client = admin.gateway.replication.client();
+    let joined: Result<cairn_storage_node::control::NodeInfo, _> =
+        client.post_json(&request.rpc_addr, cairn_storage_node::control::network::PATH_INVITE, &invitation).await;
+    match joined {
+        Ok(node) => {
+            let node_id = node.node_id.clone();
+            let cluster = admin.gateway.replication.cluster();
+            // Answer with the layout that includes it.
+            cluster.wait_until(|s| s.nodes.contains_key(&node_id), std::time::Duration::from_secs(10)).await;
+            Json(layout_view(&cluster.state())).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{} could not join: {e}", request.rpc_addr)).into_response(),
+    }
+}
+
+async fn remove_node(State(admin): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    node_command(&admin, Command::RemoveNode { node_id: id }).await
+}
+
+/// Body of `PATCH /v1/nodes/{id}`.
+#[derive(Default, Serialize, Deserialize)]
+pub struct UpdateNodeRequest {
+    /// New failure zone.
+    pub zone: Option<String>,
+    /// New capacity weight.
+    pub capacity_weight: Option<u32>,
+}
+
+async fn update_node(
+    State(admin): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateNodeRequest>,
+) -> Response {
+    node_command(
+        &admin,
+        Command::UpdateNode { node_id: id, zone: request.zone, capacity_weight: request.capacity_weight },
+    )
+    .await
+}
+
+/// Commits a node command and answers the layout after it.
+async fn node_command(admin: &AdminState, command: Command) -> Response {
+    let cluster = admin.gateway.replication.cluster();
+    let before = cluster.state().version;
+    match cluster.command(&command, |s| s.version > before).await {
+        Ok(CommandResult::Ok) => Json(layout_view(&cluster.state())).into_response(),
+        Ok(CommandResult::Rejected(reason)) => (StatusCode::BAD_REQUEST, reason).into_response(),
+        Ok(other) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 /// One node's answer to a scrub request: its report, or why it has none.
@@ -275,6 +410,26 @@ impl AdminClient {
         self.call::<(), _>(Method::GET, "/v1/status", None).await
     }
 
+    /// The layout and any move in progress (`cairn admin node list`).
+    pub async fn layout(&self) -> anyhow::Result<LayoutView> {
+        self.call::<(), _>(Method::GET, "/v1/layout", None).await
+    }
+
+    /// Asks the node at `rpc_addr` to join the cluster (`cairn admin node add`).
+    pub async fn add_node(&self, rpc_addr: &str) -> anyhow::Result<LayoutView> {
+        self.call(Method::POST, "/v1/nodes", Some(&AddNodeRequest { rpc_addr: rpc_addr.to_owned() })).await
+    }
+
+    /// Takes a node out of the layout (`cairn admin node remove`).
+    pub async fn remove_node(&self, node_id: &str) -> anyhow::Result<LayoutView> {
+        self.call::<(), _>(Method::DELETE, &node_path(node_id), None).await
+    }
+
+    /// Changes a node's zone or capacity weight (`cairn admin node set-zone|set-capacity`).
+    pub async fn update_node(&self, node_id: &str, update: &UpdateNodeRequest) -> anyhow::Result<LayoutView> {
+        self.call(Method::PATCH, &node_path(node_id), Some(update)).await
+    }
+
     /// Every node's scrubber report (`cairn admin scrub status`), or one node's.
     pub async fn scrub_status(&self, node: Option<&str>) -> anyhow::Result<Vec<NodeScrub>> {
         self.call::<(), _>(Method::GET, &with_node("/v1/scrub", node), None).await
@@ -316,4 +471,9 @@ fn with_node(path: &str, node: Option<&str>) -> String {
         }
         None => path.to_owned(),
     }
+}
+
+/// The admin path of one node.
+fn node_path(node_id: &str) -> String {
+    format!("/v1/nodes/{}", percent_encoding::utf8_percent_encode(node_id, percent_encoding::NON_ALPHANUMERIC))
 }

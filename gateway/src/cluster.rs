@@ -85,6 +85,12 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Waits until the state satisfies `done`, at most `timeout`; whether it does.
+    pub async fn wait_until(&self, done: impl Fn(&ClusterState) -> bool, timeout: std::time::Duration) -> bool {
+        let mut state = self.state.clone();
+        matches!(tokio::time::timeout(timeout, state.wait_for(|s| done(s))).await, Ok(Ok(_)))
+    }
+
     /// The current cluster state.
     pub fn state(&self) -> Arc<ClusterState> {
         self.state.borrow().clone()
@@ -95,9 +101,16 @@ impl Cluster {
         self.state.borrow().buckets.get(name).cloned()
     }
 
-    /// The nodes holding the partition of `placement_key`, primary first.
-    pub fn replicas(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
-        self.state.borrow().replica_nodes(placement_key)
+    /// The replicas of `placement_key`'s partition that reads go to (see
+    /// [`ClusterState::read_nodes`]), primary first.
+    pub fn read_replicas(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
+        self.state.borrow().read_nodes(placement_key)
+    }
+
+    /// The replica sets a write to `placement_key` must meet its quorum in (see
+    /// [`ClusterState::write_sets`]).
+    pub fn write_sets(&self, placement_key: &[u8]) -> Vec<Vec<NodeInfo>> {
+        self.state.borrow().write_sets(placement_key)
     }
 
     /// Sends a command to the cluster; after it succeeds, waits (briefly) until this view

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_gateway::admin::UpdateNodeRequest;
 use cairn_gateway::replication::DEFAULT_QUORUM_TIMEOUT_MS;
 use cairn_gateway::{dev, read_secret_file, server};
-use cairn_storage_node::anti_entropy::DEFAULT_ANTI_ENTROPY_INTERVAL_MS;
+use cairn_storage_node::anti_entropy::{DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_TRANSFER_RATE_BYTES};
 use cairn_storage_node::control::ClusterSettings;
 use cairn_storage_node::failure_detector::{
     DEFAULT_DOWN_AFTER, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, DEFAULT_SUSPECT_AFTER, DetectorConfig,
 };
+use cairn_storage_node::gc::{DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_MS, GcConfig};
 use cairn_storage_node::node::{self, DEFAULT_RESERVE_BYTES};
 use cairn_storage_node::placement::{DEFAULT_PARTITION_COUNT, DEFAULT_REPLICATION_FACTOR};
 use cairn_storage_node::rpc::auth::ClusterSecret;
@@ -135,6 +137,21 @@ struct NodeArgs {
     /// Seconds from the start of one scrub pass to the start of the next.
     #[arg(long, env = "CAIRN_SCRUB_PERIOD_SECS", default_value_t = DEFAULT_SCRUB_PERIOD_SECS)]
     scrub_period_secs: u64,
+    /// Bound on chunk bytes pulled per second by anti-entropy (layout moves, catch-up), in
+    /// MiB/s (0: no bound).
+    #[arg(long, env = "CAIRN_TRANSFER_RATE_MIB", default_value_t = DEFAULT_TRANSFER_RATE_BYTES / (1024 * 1024))]
+    transfer_rate_mib: u64,
+    /// Seconds a row must be old before the chunks it frees are garbage-collected (and
+    /// tombstones purged).
+    #[arg(long, env = "CAIRN_GC_GRACE_SECS", default_value_t = DEFAULT_GC_GRACE_SECS)]
+    gc_grace_secs: u64,
+    /// Milliseconds between two garbage-collection passes.
+    #[arg(long, env = "CAIRN_GC_INTERVAL_MS", default_value_t = DEFAULT_GC_INTERVAL_MS)]
+    gc_interval_ms: u64,
+    /// Evict a node from the layout after it stayed down this many seconds (0: never; this
+    /// node acts on it while it leads the control plane).
+    #[arg(long, env = "CAIRN_EVICT_AFTER_SECS", default_value_t = 0)]
+    evict_after_secs: u64,
     /// Start a new cluster if this node has none.
     #[arg(long, env = "CAIRN_BOOTSTRAP")]
     bootstrap: bool,
@@ -290,6 +307,45 @@ enum AdminCommand {
         #[command(subcommand)]
         command: ScrubCli,
     },
+    /// Nodes and the layout.
+    Node {
+        #[command(subcommand)]
+        command: NodeCli,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCli {
+    /// The layout: every node, its zone, weight and partitions, and any move in progress.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Have a running node that belongs to no cluster join this one (its data moves in).
+    Add {
+        /// The node's RPC address.
+        rpc_addr: String,
+    },
+    /// Take a node out of the layout (its data moves to the others first).
+    Remove {
+        /// Node id.
+        node_id: String,
+    },
+    /// Change a node's relative share of partitions.
+    SetCapacity {
+        /// Node id.
+        node_id: String,
+        /// New capacity weight (positive).
+        capacity: u32,
+    },
+    /// Change a node's failure zone.
+    SetZone {
+        /// Node id.
+        node_id: String,
+        /// New zone.
+        zone: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +482,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 routes: args.routes.load()?,
                 detector: args.probes.detector(),
                 anti_entropy_interval: Duration::from_millis(args.anti_entropy_interval_ms.max(1)),
+                transfer_rate_bytes: args.transfer_rate_mib.saturating_mul(1024 * 1024),
+                evict_after: (args.evict_after_secs > 0).then(|| Duration::from_secs(args.evict_after_secs)),
+                gc: GcConfig {
+                    grace: Duration::from_secs(args.gc_grace_secs),
+                    interval: Duration::from_millis(args.gc_interval_ms.max(1)),
+                },
                 scrub: ScrubConfig {
                     rate_bytes_per_sec: args.scrub_rate_mib.saturating_mul(1024 * 1024),
                     period: Duration::from_secs(args.scrub_period_secs),
@@ -522,8 +584,8 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!(
-                    "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14}  LAST ERROR",
-                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED", "SCRUB", "REPAIR Q/ERR"
+                    "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14} {:<24}  LAST ERROR",
+                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED", "SCRUB", "REPAIR Q/ERR", "REBALANCE"
                 );
                 for node in status.nodes {
                     let scrub = node.status.as_ref().and_then(|s| s.scrub.as_ref());
@@ -531,8 +593,9 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
                         Some(r) => (scrub_summary(r), format!("{}/{}", r.repair.queued, r.repair.errored)),
                         None => ("-".to_owned(), "-".to_owned()),
                     };
+                    let sync = node.status.as_ref().and_then(|s| s.sync.as_ref()).map_or("-".to_owned(), sync_summary);
                     println!(
-                        "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14}  {}",
+                        "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14} {:<24}  {}",
                         node.node_id,
                         node.rpc_addr,
                         node.state.name(),
@@ -540,9 +603,30 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
                         node.failed_probes,
                         scrub_state,
                         repair,
+                        sync,
                         node.last_error.unwrap_or_default()
                     );
                 }
+            }
+        }
+        AdminCommand::Node { command } => {
+            let (layout, json) = match command {
+                NodeCli::List { json } => (client.layout().await?, json),
+                NodeCli::Add { rpc_addr } => (client.add_node(&rpc_addr).await?, false),
+                NodeCli::Remove { node_id } => (client.remove_node(&node_id).await?, false),
+                NodeCli::SetCapacity { node_id, capacity } => {
+                    let update = UpdateNodeRequest { capacity_weight: Some(capacity), ..Default::default() };
+                    (client.update_node(&node_id, &update).await?, false)
+                }
+                NodeCli::SetZone { node_id, zone } => {
+                    let update = UpdateNodeRequest { zone: Some(zone), ..Default::default() };
+                    (client.update_node(&node_id, &update).await?, false)
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&layout)?);
+            } else {
+                print_layout(&layout);
             }
         }
         AdminCommand::Scrub { command } => {
@@ -560,6 +644,45 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// Prints the layout of `cairn admin node`.
+#[allow(clippy::print_stdout)]
+fn print_layout(layout: &cairn_gateway::admin::LayoutView) {
+    match layout.moving_from {
+        Some(from) => println!("layout version {} (moving data from version {from})", layout.version),
+        None => println!("layout version {}", layout.version),
+    }
+    println!(
+        "{:<16} {:<24} {:<12} {:>8} {:<10} {:>10}  MOVE",
+        "NODE", "ADDRESS", "ZONE", "CAPACITY", "MEMBER", "PARTITIONS"
+    );
+    for node in &layout.nodes {
+        let moving = match (node.previous_partitions, node.synced) {
+            (Some(before), Some(true)) => format!("done (had {before})"),
+            (Some(before), _) => format!("pulling (had {before})"),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{:<16} {:<24} {:<12} {:>8} {:<10} {:>10}  {}",
+            node.node_id, node.rpc_addr, node.zone, node.capacity_weight, node.membership, node.partitions, moving
+        );
+    }
+}
+
+/// A node's anti-entropy progress in a few characters: `synced`, `3 parts/12 MiB left`.
+fn sync_summary(sync: &cairn_storage_node::anti_entropy::SyncReport) -> String {
+    if sync.partitions_remaining == 0 && sync.handoff_pending == 0 {
+        return if sync.moving { "moving".to_owned() } else { "synced".to_owned() };
+    }
+    let mut parts = Vec::new();
+    if sync.partitions_remaining > 0 {
+        parts.push(format!("{} parts/{} MiB left", sync.partitions_remaining, sync.bytes_remaining >> 20));
+    }
+    if sync.handoff_pending > 0 {
+        parts.push(format!("{} to hand off", sync.handoff_pending));
+    }
+    parts.join(", ")
 }
 
 /// A scrubber's state in a few characters: `running 42%`, `paused 42%`, `idle`.

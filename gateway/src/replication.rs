@@ -147,28 +147,33 @@ impl Replication {
         &self.detector
     }
 
-    /// The replicas of a partition a write goes to (all but `down` ones), and how many of all
-    /// the partition's replicas must acknowledge it.
-    fn write_targets(
-        &self,
-        placement_key: &[u8],
-        level: Consistency,
-    ) -> Result<(Vec<NodeInfo>, usize), ReplicationError> {
-        let replicas = self.cluster.replicas(placement_key);
-        if replicas.is_empty() {
+    /// The replicas of a partition a write goes to (all but `down` ones, of both layouts while
+    /// a layout change moves data) and the quorum each replica set must meet.
+    fn write_targets(&self, placement_key: &[u8], level: Consistency) -> Result<WriteTargets, ReplicationError> {
+        let sets = self.cluster.write_sets(placement_key);
+        if sets.iter().any(Vec::is_empty) {
             return Err(ReplicationError::NoReplicas);
         }
-        let needed = write_quorum(replicas.len(), level);
-        let targets = self.detector.writable(replicas);
-        if targets.len() < needed {
-            // Refuse at once rather than wait on nodes known to be down.
-            return Err(ReplicationError::QuorumNotMet {
-                acked: 0,
-                needed,
-                last_error: format!("only {} replicas are up", targets.len()),
-            });
+        let mut targets = WriteTargets { nodes: Vec::new(), sets: Vec::new() };
+        for set in sets {
+            let needed = write_quorum(set.len(), level);
+            let writable = self.detector.writable(set.clone());
+            if writable.len() < needed {
+                // Refuse at once rather than wait on nodes known to be down.
+                return Err(ReplicationError::QuorumNotMet {
+                    acked: 0,
+                    needed,
+                    last_error: format!("only {} replicas are up", writable.len()),
+                });
+            }
+            for node in writable {
+                if !targets.nodes.iter().any(|n| n.node_id == node.node_id) {
+                    targets.nodes.push(node);
+                }
+            }
+            targets.sets.push((set.into_iter().map(|n| n.node_id).collect(), needed));
         }
-        Ok((targets, needed))
+        Ok(targets)
     }
 
     /// Writes a chunk to its replicas; returns once `level` is met. Replicas past the quorum
@@ -180,7 +185,9 @@ impl Replication {
         data: Bytes,
         level: Consistency,
     ) -> Result<(), ReplicationError> {
-        let (replicas, needed) = self.write_targets(&id.placement_key(), level)?;
+        let targets = self.write_targets(&id.placement_key(), level)?;
+        let needed = targets.needed();
+        let replicas = targets.nodes.clone();
         let cost = u32::try_from(data.len().clamp(1, REPLICATION_BUDGET_BYTES)).unwrap_or(u32::MAX);
         // Waiting for budget counts against the quorum timeout too: replicas that hang before
         // the detector finds them hold budget until their RPCs time out.
@@ -210,28 +217,29 @@ impl Replication {
                     let data = data.clone();
                     let in_flight = detector.start_request(node);
                     let addr = node.rpc_addr.clone();
+                    let node_id = node.node_id.clone();
                     async move {
                         let result = client.put_chunk(&addr, id, &digest, data).await;
                         drop(in_flight);
-                        result
+                        (node_id, result)
                     }
                 })
                 .collect();
-            while let Some(result) = puts.next().await {
+            while let Some((node_id, result)) = puts.next().await {
                 if let Err(e) = &result {
-                    tracing::warn!(chunk = %id.to_hex(), error = %e, "chunk replica write failed");
+                    tracing::warn!(chunk = %id.to_hex(), node = %node_id, error = %e, "chunk replica write failed");
                 }
-                let _ = results_tx.send(result).await;
+                let _ = results_tx.send((node_id, result)).await;
             }
             drop(permit);
         });
-        await_quorum(results_rx, needed, self.quorum_timeout).await
+        await_quorum(results_rx, &targets, self.quorum_timeout).await
     }
 
     /// Reads `len` bytes at `offset` of a chunk from the first replica that serves it verified,
     /// trying replicas in the detector's read order, each for at most the quorum timeout.
     pub async fn read_chunk(&self, id: ChunkId, range: Option<(u64, u64)>) -> Result<Bytes, ReplicationError> {
-        let replicas = self.detector.read_order(self.cluster.replicas(&id.placement_key()));
+        let replicas = self.detector.read_order(self.cluster.read_replicas(&id.placement_key()));
         let mut last_error = String::from("no replicas in the layout");
         for node in &replicas {
             let _in_flight = self.detector.start_request(node);
@@ -282,10 +290,10 @@ impl Replication {
         rows: Vec<Row>,
         level: Consistency,
     ) -> Result<PutOutcome, ReplicationError> {
-        let (replicas, needed) = self.write_targets(placement_key, level)?;
+        let targets = self.write_targets(placement_key, level)?;
         let rows = Arc::new(rows);
-        let (results_tx, mut results_rx) = mpsc::channel(replicas.len());
-        for node in replicas {
+        let (results_tx, mut results_rx) = mpsc::channel(targets.nodes.len());
+        for node in targets.nodes.clone() {
             let client = self.client.clone();
             let rows = rows.clone();
             let results_tx = results_tx.clone();
@@ -297,11 +305,12 @@ impl Replication {
                 if let Err(e) = &result {
                     tracing::warn!(node = %node.node_id, error = %e, "metadata replica write failed");
                 }
-                let _ = results_tx.send(result).await;
+                let _ = results_tx.send((node.node_id, result)).await;
             });
         }
         drop(results_tx);
-        let (mut applied, mut superseded) = (0, 0);
+        let (mut applied, mut answered): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        let mut superseded = false;
         let mut last_error = String::new();
         let deadline = tokio::time::Instant::now() + self.quorum_timeout;
         loop {
@@ -314,18 +323,24 @@ impl Replication {
                 }
             };
             match result {
-                Ok(flags) if flags.iter().all(|&f| f) => applied += 1,
-                Ok(_) => superseded += 1,
-                Err(e) => last_error = e.to_string(),
+                (node_id, Ok(flags)) if flags.iter().all(|&f| f) => {
+                    applied.push(node_id.clone());
+                    answered.push(node_id);
+                }
+                (node_id, Ok(_)) => {
+                    superseded = true;
+                    answered.push(node_id);
+                }
+                (_, Err(e)) => last_error = e.to_string(),
             }
-            if applied >= needed {
+            if targets.met(&applied) {
                 return Ok(PutOutcome::Applied);
             }
-            if applied + superseded >= needed && superseded > 0 {
+            if superseded && targets.met(&answered) {
                 return Ok(PutOutcome::Superseded);
             }
         }
-        Err(ReplicationError::QuorumNotMet { acked: applied + superseded, needed, last_error })
+        Err(ReplicationError::QuorumNotMet { acked: answered.len(), needed: targets.needed(), last_error })
     }
 
     /// Reads one row from enough replicas for `level`; the newest wins, and replicas found
@@ -390,7 +405,7 @@ impl Replication {
         F: Fn(NodeClient, NodeInfo) -> Fut,
         Fut: Future<Output = Result<T, RpcError>> + 'a,
     {
-        let replicas = self.cluster.replicas(placement_key);
+        let replicas = self.cluster.read_replicas(placement_key);
         if replicas.is_empty() {
             return Err(ReplicationError::NoReplicas);
         }
@@ -478,23 +493,44 @@ fn merge_scans(answers: Vec<Vec<Row>>, limit: usize) -> (Vec<Row>, bool) {
     (merged.into_values().collect(), cut.is_some())
 }
 
+/// Where a write goes and what acknowledges it.
+struct WriteTargets {
+    /// Every replica not `down`, of every set, once each.
+    nodes: Vec<NodeInfo>,
+    /// Each replica set (node ids) with the acknowledgements it needs.
+    sets: Vec<(Vec<String>, usize)>,
+}
+
+impl WriteTargets {
+    /// Whether the nodes in `acked` meet the quorum of every set.
+    fn met(&self, acked: &[String]) -> bool {
+        self.sets.iter().all(|(ids, needed)| ids.iter().filter(|id| acked.contains(id)).count() >= *needed)
+    }
+
+    /// The largest quorum, for error messages.
+    fn needed(&self) -> usize {
+        self.sets.iter().map(|(_, needed)| *needed).max().unwrap_or(0)
+    }
+}
+
 async fn await_quorum(
-    mut results: mpsc::Receiver<Result<(), RpcError>>,
-    needed: usize,
+    mut results: mpsc::Receiver<(String, Result<(), RpcError>)>,
+    targets: &WriteTargets,
     timeout: Duration,
 ) -> Result<(), ReplicationError> {
-    let mut acked = 0;
+    let mut acked = Vec::new();
+    let needed = targets.needed();
     let mut last_error = String::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, results.recv()).await {
-            Ok(Some(Ok(()))) => {
-                acked += 1;
-                if acked >= needed {
+            Ok(Some((node_id, Ok(())))) => {
+                acked.push(node_id);
+                if targets.met(&acked) {
                     return Ok(());
                 }
             }
-            Ok(Some(Err(e))) => last_error = e.to_string(),
+            Ok(Some((_, Err(e)))) => last_error = e.to_string(),
             Ok(None) => break,
             Err(_) => {
                 last_error = format!("no quorum within {} ms", timeout.as_millis());
@@ -502,7 +538,7 @@ async fn await_quorum(
             }
         }
     }
-    Err(ReplicationError::QuorumNotMet { acked, needed, last_error })
+    Err(ReplicationError::QuorumNotMet { acked: acked.len(), needed, last_error })
 }
 
 #[cfg(test)]

@@ -255,6 +255,7 @@ impl DevCluster {
             std::fs::OpenOptions::new().append(true).create(true).open(self.dir().join(format!("{}.log", node.id)))?;
         let child = Command::new(&node.argv[0])
             .args(&node.argv[1..])
+            .envs(self.extra_args.iter().filter_map(|a| a.strip_prefix(ENV_MARKER)?.split_once('=')))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -424,4 +425,110 @@ pub(crate) fn admin_json(mut command: Command) -> anyhow::Result<serde_json::Val
     let output = command.arg("--json").output()?;
     anyhow::ensure!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+impl DevCluster {
+    /// Starts one more storage node, `node_id`, belonging to no cluster yet (as for `cairn
+    /// admin node add`), with the cluster's environment; returns its index in `info.nodes`.
+    pub fn start_node(&mut self, node_id: &str) -> anyhow::Result<usize> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let rpc_addr = listener.local_addr()?.to_string();
+        drop(listener);
+        let data_dir = self.dir().join(node_id);
+        let argv: Vec<String> = vec![
+            cairn_binary().display().to_string(),
+            "node".into(),
+            "--node-id".into(),
+            node_id.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            rpc_addr.clone(),
+            "--secret-file".into(),
+            self.dir().join("cluster.secret").display().to_string(),
+        ];
+        self.info.nodes.push(NodeInfo { id: node_id.into(), pid: 0, rpc_addr, data_dir, argv });
+        let index = self.info.nodes.len() - 1;
+        self.restart_node(index)?;
+        Ok(index)
+    }
+
+    /// Starts storage node `index` again with its original command line after its data
+    /// directory was deleted.
+    pub fn wipe_and_restart_node(&mut self, index: usize) -> anyhow::Result<()> {
+        std::fs::remove_dir_all(&self.info.nodes[index].data_dir)?;
+        self.restart_node(index)
+    }
+}
+
+/// How the data the nodes at `addrs` hold departs from the layout: every chunk must be on
+/// exactly its partition's replicas, and every bucket shard's rows only on its replicas, the
+/// same rows on each. Empty when placement is exact.
+pub async fn placement_violations(
+    client: &cairn_storage_node::rpc::client::NodeClient,
+    addrs: &[String],
+) -> anyhow::Result<Vec<String>> {
+    use cairn_storage_node::chunk_store::{LeafSummary, leaves_of_partition};
+    use cairn_storage_node::control::ClusterState;
+    use cairn_storage_node::control::routes::StateRequest;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let request = StateRequest { known_version: 0, wait_ms: 0 };
+    let state: ClusterState =
+        client.post_json(&addrs[0], cairn_storage_node::control::network::PATH_STATE, &request).await?;
+    let mut violations = Vec::new();
+    if state.transition.is_some() {
+        violations.push(format!("layout {} is still moving", state.layout.version));
+    }
+    let node_of = |addr: &str| state.nodes.values().find(|n| n.rpc_addr == addr).map(|n| n.node_id.clone());
+    let count = state.layout.partition_count;
+    let mut holders: BTreeMap<cairn_storage_node::chunk_store::ChunkId, BTreeSet<String>> = BTreeMap::new();
+    for addr in addrs {
+        let node = node_of(addr).unwrap_or_else(|| addr.clone());
+        let partitions = client.chunk_partitions(addr, count).await?;
+        for (partition, summary) in partitions.iter().enumerate() {
+            if summary.count == 0 {
+                continue;
+            }
+            let leaves = leaves_of_partition(partition as u32, count);
+            let summaries: Vec<LeafSummary> = client.chunk_leaves(addr, leaves.clone()).await?;
+            for (leaf, summary) in leaves.zip(summaries) {
+                if summary.count == 0 {
+                    continue;
+                }
+                for id in client.chunk_leaf(addr, leaf).await? {
+                    holders.entry(id).or_default().insert(node.clone());
+                }
+            }
+        }
+    }
+    for (id, on) in &holders {
+        let owners: BTreeSet<String> =
+            state.replica_nodes(&id.placement_key()).into_iter().map(|n| n.node_id).collect();
+        if *on != owners {
+            violations.push(format!("chunk {} is on {on:?}, its replicas are {owners:?}", id.to_hex()));
+        }
+    }
+    for bucket in state.buckets.values() {
+        for shard in 0..bucket.index_shards {
+            let placement = cairn_storage_node::manifest::metadata_placement_key(bucket.bucket_id, shard);
+            let owners: Vec<String> = state.replica_nodes(&placement).into_iter().map(|n| n.node_id).collect();
+            for prefix in cairn_storage_node::manifest::shard_prefixes(bucket.bucket_id, shard) {
+                let mut owner_digests = Vec::new();
+                for addr in addrs {
+                    let node = node_of(addr).unwrap_or_else(|| addr.clone());
+                    let digest = client.meta_digest(addr, &prefix).await?;
+                    if owners.contains(&node) {
+                        owner_digests.push(digest);
+                    } else if digest.rows > 0 {
+                        violations.push(format!("{node} keeps {} rows of {}/{shard}", digest.rows, bucket.name));
+                    }
+                }
+                if owner_digests.windows(2).any(|pair| pair[0] != pair[1]) {
+                    violations.push(format!("the replicas of {}/{shard} differ", bucket.name));
+                }
+            }
+        }
+    }
+    Ok(violations)
 }

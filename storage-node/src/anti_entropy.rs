@@ -1,51 +1,67 @@
-//! Anti-entropy: how a node catches up on writes it missed while it was down or cut off.
+//! Anti-entropy: how a node catches up on writes it missed, pulls the partitions a layout change
+//! gave it, and hands off the data it no longer holds.
 //!
-//! Periodically, and at once when a peer comes back, the node walks every bucket index shard
-//! whose metadata partition it holds and, for each other replica it can reach, compares the
-//! digest of each row kind's prefix with the peer's. Where they differ it pulls the peer's rows
-//! and keeps the newer of each (last-writer-wins, as every write does). A part manifest that
-//! arrives this way brings the chunks it lists: those this node should hold and lacks are read
-//! from the peer, checked against the manifest's SHA-256 and stored. Every node pulls; none
-//! pushes, so two replicas converge once both have run a round.
+//! Periodically, at once when a peer comes back and when the layout changes, the node runs a
+//! round. For every partition it holds it compares, with every other replica it can reach (of
+//! the previous layout too while a move is in progress), what each side holds:
 //!
-//! A manifest can also reach this node while the chunk write to it failed (the write met its
-//! quorum on other replicas): manifests applied by gateways are queued for a chunk check at the
-//! next round, and the first round after a start checks every manifest the node holds.
+//! - metadata ([`metadata`]): per bucket index shard and row kind, a digest of the rows; where
+//!   they differ it pulls the peer's rows and keeps the newer of each (last-writer-wins). A part
+//!   manifest lands only once the chunks it lists that this node should hold are here;
+//! - chunks ([`chunks`]): per partition, the summary of the chunk ids held (count and XOR of id
+//!   hashes, kept current by the chunk store); where they differ, the summaries of the
+//!   partition's fan-out leaves, then the ids of the leaves that differ; chunks the peer holds
+//!   and this node lacks are copied and proved against the peer's SHA-256.
 //!
-//! From start until its first complete round (every shard compared with enough replicas that,
-//! with this node, they are a majority of its replicas), and again after a peer returns until
-//! the next complete round, the node reports itself `recovering`: coordinators then read from it
-//! only when no other replica answers.
+//! Every node pulls; none pushes, so replicas converge once each has run a round. A round is
+//! complete when every partition was compared with enough replicas that, with this node, they
+//! are a majority of its replicas, and, during a move, a majority of the previous layout's (which
+//! hold every acknowledged write). A node is `recovering` until its first complete round after a
+//! start (and after a peer returned), and reports a layout move done (`LayoutSynced`) after a
+//! complete round under the new layout. Once no move is in progress, data of partitions the
+//! node no longer holds is handed off ([`handoff`]): pushed to the current replicas that lack
+//! it, then deleted.
 
-use std::sync::Arc;
+mod audit;
+mod chunks;
+mod handoff;
+mod metadata;
+
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, watch};
 
-use crate::chunk_store::{ChunkError, ChunkId, ChunkStore};
+pub use audit::ChunkAudit;
+
+use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
-use crate::manifest::{self, PartManifest, RowKind};
-use crate::meta_store::{MetaError, MetaStore, Row, RowsDigest};
-use crate::repair;
+use crate::meta_store::{MetaError, MetaStore};
+use crate::pace::Pace;
 use crate::rpc::client::{NodeClient, RpcError};
 use crate::rpc::server::DataPlane;
 
 /// Default time between two anti-entropy rounds.
 pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u64 = 30_000;
+/// Default bound on the bytes of chunks pulled per second (moves and repairs): 100 MiB/s.
+pub const DEFAULT_TRANSFER_RATE_BYTES: u64 = 100 * 1024 * 1024;
 /// Rows pulled per page.
 const PULL_PAGE_ROWS: usize = 256;
 /// Bytes of pulled rows applied in one metadata write.
 const APPLY_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// Why one shard could not be compared or pulled.
+/// Why one shard or partition could not be compared or pulled.
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
     #[error(transparent)]
     Rpc(#[from] RpcError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Chunk(#[from] crate::chunk_store::ChunkError),
 }
 
 /// What one round did.
@@ -55,53 +71,89 @@ struct Round {
     rows: usize,
     /// Chunks fetched.
     chunks: usize,
-    /// Whether every shard was compared with every replica.
+    /// Bytes of chunks fetched.
+    bytes: u64,
+    /// Shards and partitions not compared with enough replicas.
+    remaining: u64,
+    /// Estimated bytes of chunks still to pull.
+    bytes_remaining: u64,
+    /// Whether every shard and partition was compared with enough replicas.
     complete: bool,
+    /// Shards and partitions whose data this node no longer holds and could not hand off yet.
+    handoff_pending: u64,
 }
 
-/// Part manifests whose chunks this node must check it holds: a manifest row can arrive while
-/// the chunk write to this node failed (the write met its quorum elsewhere). Rows applied by a
-/// gateway are queued here and checked at the next round; past a bound, or after a restart,
-/// the next round checks every manifest instead.
-pub struct ChunkAudit {
-    pending: std::sync::Mutex<Vec<Vec<u8>>>,
-    sweep: AtomicBool,
+impl Round {
+    fn incomplete(&mut self) {
+        self.complete = false;
+    }
 }
 
-/// Manifests queued for a chunk check before the next round checks them all instead.
-const MAX_PENDING_AUDITS: usize = 100_000;
+/// Where anti-entropy stands, as node status reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The layout version the last round ran under.
+    pub layout_version: u64,
+    /// Whether a layout move was in progress during the last round.
+    pub moving: bool,
+    /// Shards and partitions the last round could not compare with enough replicas (0 once
+    /// caught up).
+    pub partitions_remaining: u64,
+    /// Estimated bytes of chunks still to pull.
+    pub bytes_remaining: u64,
+    /// Shards and partitions this node no longer holds whose data it still has to hand off.
+    pub handoff_pending: u64,
+    /// Chunks pulled since the node started.
+    pub chunks_pulled: u64,
+    /// Bytes of chunks pulled since the node started.
+    pub bytes_pulled: u64,
+    /// Rows pulled since the node started.
+    pub rows_pulled: u64,
+    /// Rounds completed since the node started.
+    pub rounds: u64,
+}
 
-impl ChunkAudit {
-    /// An audit that starts with a full sweep (the node may have stopped with checks pending).
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self { pending: std::sync::Mutex::new(Vec::new()), sweep: AtomicBool::new(true) })
+/// The replicas of one partition: the current layout's, and the previous one's during a move.
+struct Replicas {
+    current: Vec<NodeInfo>,
+    previous: Option<Vec<NodeInfo>>,
+}
+
+impl Replicas {
+    fn of(state: &ClusterState, partition: u32) -> Self {
+        Self { current: state.partition_nodes(partition), previous: state.previous_partition_nodes(partition) }
     }
 
-    /// Queues the part manifests among `rows` (those just applied).
-    pub fn note_applied(&self, rows: &[Row], applied: &[bool]) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (row, _) in rows.iter().zip(applied).filter(|(row, applied)| **applied && is_manifest(row)) {
-            if pending.len() >= MAX_PENDING_AUDITS {
-                self.sweep.store(true, Ordering::Relaxed);
-                pending.clear();
-                return;
+    /// Whether `node_id` holds the partition in the current layout.
+    fn holds(&self, node_id: &str) -> bool {
+        self.current.iter().any(|n| n.node_id == node_id)
+    }
+
+    /// Every replica of either layout but `me`, once each.
+    fn others(&self, me: &str) -> Vec<NodeInfo> {
+        let mut others: Vec<NodeInfo> = Vec::new();
+        for node in self.current.iter().chain(self.previous.iter().flatten()) {
+            if node.node_id != me && !others.iter().any(|n| n.node_id == node.node_id) {
+                others.push(node.clone());
             }
-            pending.push(row.key.clone());
         }
+        others
     }
 
-    fn take(&self) -> (bool, Vec<Vec<u8>>) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.sweep.swap(false, Ordering::Relaxed), std::mem::take(&mut *pending))
-    }
-
-    fn requeue(&self, keys: Vec<Vec<u8>>) {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(keys);
+    /// Whether `me` with the peers in `synced` make a majority of each layout's replicas.
+    fn enough(&self, me: &str, synced: &[String]) -> bool {
+        let majority = |set: &[NodeInfo]| {
+            let have = set.iter().filter(|n| n.node_id == me || synced.contains(&n.node_id)).count();
+            have > set.len() / 2
+        };
+        majority(&self.current) && self.previous.as_deref().is_none_or(majority)
     }
 }
 
-fn is_manifest(row: &Row) -> bool {
-    row.key.first() == Some(&(RowKind::PartManifest as u8)) && !row.tombstone
+/// Every node that may hold a copy of `placement_key`'s data: the current replicas, then the
+/// previous layout's during a move.
+pub(crate) fn holders(state: &ClusterState, placement_key: &[u8]) -> Vec<NodeInfo> {
+    Replicas::of(state, state.layout.partition_of(placement_key)).others("")
 }
 
 /// A node's anti-entropy worker.
@@ -113,18 +165,26 @@ pub struct AntiEntropy {
     state: watch::Receiver<Arc<ClusterState>>,
     peers: Arc<FailureDetector>,
     recovering: Arc<AtomicBool>,
+    rebuilding: Arc<AtomicBool>,
     audit: Arc<ChunkAudit>,
+    report: Arc<Mutex<SyncReport>>,
+    transfer_rate: u64,
+    synced_layouts: mpsc::UnboundedSender<u64>,
     wake: Notify,
 }
 
 impl AntiEntropy {
-    /// A worker over the node's stores; it sets the `recovering` flag the node's status
-    /// reports and drains its chunk audit.
+    /// A worker over the node's stores; it sets the `recovering` and `rebuilding` flags the
+    /// node's status reports, drains its chunk audit, pulls chunks at up to `transfer_rate`
+    /// bytes per second (0: no bound), and sends the layout versions it finished moving to
+    /// `synced_layouts`.
     pub fn new(
         data: &DataPlane,
         client: NodeClient,
         state: watch::Receiver<Arc<ClusterState>>,
         peers: Arc<FailureDetector>,
+        transfer_rate: u64,
+        synced_layouts: mpsc::UnboundedSender<u64>,
     ) -> Arc<Self> {
         data.recovering.store(true, Ordering::Relaxed);
         Arc::new(Self {
@@ -135,29 +195,61 @@ impl AntiEntropy {
             state,
             peers,
             recovering: data.recovering.clone(),
+            rebuilding: data.rebuilding.clone(),
             audit: data.audit.clone(),
+            report: data.sync.clone(),
+            transfer_rate,
+            synced_layouts,
             wake: Notify::new(),
         })
     }
 
-    /// Runs rounds forever: every `interval`, and when a peer comes back.
+    /// Runs rounds forever: every `interval`, when a peer comes back and when the layout
+    /// changes.
     pub async fn run(self: Arc<Self>, interval: Duration) {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watcher = self.clone();
         tokio::spawn(async move { watcher.watch_peers(interval).await });
+        let watcher = self.clone();
+        tokio::spawn(async move { watcher.watch_layout().await });
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = self.wake.notified() => {}
             }
-            let round = self.round().await;
+            let state = self.state.borrow().clone();
+            let round = self.round(&state).await;
             if round.rows > 0 || round.chunks > 0 {
-                tracing::info!(rows = round.rows, chunks = round.chunks, "anti-entropy pulled missed writes");
+                tracing::info!(
+                    rows = round.rows,
+                    chunks = round.chunks,
+                    bytes = round.bytes,
+                    "anti-entropy pulled data"
+                );
             }
-            if round.complete && self.recovering.swap(false, Ordering::Relaxed) {
-                tracing::info!("caught up with every replica peer");
+            if round.complete {
+                if self.recovering.swap(false, Ordering::Relaxed) {
+                    tracing::info!("caught up with every replica peer");
+                }
+                self.rebuilding.store(false, Ordering::Relaxed);
+                if let Some(transition) = &state.transition {
+                    let member = state.layout.nodes.contains(&self.node_id);
+                    if member && !transition.synced.contains(&self.node_id) {
+                        let _ = self.synced_layouts.send(state.layout.version);
+                    }
+                }
             }
+            let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
+            report.layout_version = state.layout.version;
+            report.moving = state.transition.is_some();
+            report.partitions_remaining = round.remaining;
+            report.bytes_remaining = round.bytes_remaining;
+            report.handoff_pending = round.handoff_pending;
+            report.chunks_pulled += round.chunks as u64;
+            report.bytes_pulled += round.bytes;
+            report.rows_pulled += round.rows as u64;
+            report.rounds += 1;
         }
     }
 
@@ -179,217 +271,35 @@ impl AntiEntropy {
         }
     }
 
-    async fn round(&self) -> Round {
-        let state = self.state.borrow().clone();
-        let mut round = Round { complete: true, ..Round::default() };
-        self.audit_chunks(&state, &mut round).await;
-        for bucket in state.buckets.values() {
-            for shard in 0..bucket.index_shards {
-                let placement = manifest::metadata_placement_key(bucket.bucket_id, shard);
-                let replicas = state.replica_nodes(&placement);
-                if !replicas.iter().any(|n| n.node_id == self.node_id) {
-                    continue;
-                }
-                // Caught up once this node and the peers it synced with are a majority: every
-                // acknowledged QUORUM or ALL write is on one of them.
-                let mut synced = 1;
-                // Our digests, once per shard rather than once per peer; pulling from one peer
-                // can leave them stale for the next, which only costs a redundant pull.
-                let ours = match self.shard_digests(bucket.bucket_id, shard).await {
-                    Ok(ours) => ours,
-                    Err(e) => {
-                        tracing::warn!(bucket = %bucket.name, shard, error = %e, "anti-entropy could not digest a shard");
-                        round.complete = false;
-                        continue;
-                    }
-                };
-                for peer in replicas.iter().filter(|n| n.node_id != self.node_id) {
-                    if self.peers.state(&peer.node_id) == NodeState::Down {
-                        continue;
-                    }
-                    match self.sync_shard(&state, peer, &ours, &mut round).await {
-                        Ok(()) => synced += 1,
-                        Err(e) => {
-                            tracing::warn!(peer = %peer.node_id, bucket = %bucket.name, shard, error = %e, "anti-entropy failed");
-                        }
-                    }
-                }
-                if synced < replicas.len() / 2 + 1 {
-                    round.complete = false;
-                }
+    /// Wakes a round when the layout or its move changes.
+    async fn watch_layout(self: Arc<Self>) {
+        let mut state = self.state.clone();
+        let shape = |s: &ClusterState| (s.layout.version, s.transition.is_some());
+        let mut last = shape(&state.borrow());
+        while state.changed().await.is_ok() {
+            let now = shape(&state.borrow());
+            if now != last {
+                last = now;
+                self.wake.notify_one();
             }
+        }
+    }
+
+    async fn round(&self, state: &ClusterState) -> Round {
+        let mut round = Round { complete: true, ..Round::default() };
+        let mut pace = Pace::new(self.transfer_rate);
+        self.audit_chunks(state, &mut round).await;
+        self.sync_metadata(state, &mut round).await;
+        self.sync_chunks(state, &mut round, &mut pace).await;
+        // Data moves out only once every node of the layout has pulled what it gained.
+        if state.transition.is_none() {
+            self.hand_off(state, &mut round).await;
         }
         round
     }
 
-    /// Compares one shard with one peer and pulls what differs.
-    /// This node's digest of each row kind's prefix of one shard.
-    async fn shard_digests(&self, bucket_id: uuid::Uuid, shard: u16) -> Result<Vec<(Vec<u8>, RowsDigest)>, MetaError> {
-        let mut digests = Vec::new();
-        for prefix in manifest::shard_prefixes(bucket_id, shard) {
-            let digest = self.meta.digest(prefix.clone()).await?;
-            digests.push((prefix, digest));
-        }
-        Ok(digests)
-    }
-
-    async fn sync_shard(
-        &self,
-        state: &ClusterState,
-        peer: &NodeInfo,
-        ours: &[(Vec<u8>, RowsDigest)],
-        round: &mut Round,
-    ) -> Result<(), SyncError> {
-        for (prefix, ours) in ours {
-            let theirs = self.client.meta_digest(&peer.rpc_addr, prefix).await?;
-            if *ours == theirs {
-                continue;
-            }
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let rows = self.client.scan_rows(&peer.rpc_addr, prefix, after.as_deref(), PULL_PAGE_ROWS).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some(last.key.clone());
-                let full_page = rows.len() >= PULL_PAGE_ROWS;
-                // A part manifest lands only once its chunks are here, so a chunk that could
-                // not be fetched is tried again next round.
-                let mut ready = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let is_manifest = row.key.first() == Some(&(RowKind::PartManifest as u8)) && !row.tombstone;
-                    if is_manifest
-                        && self.meta.get(row.key.clone()).await?.is_none_or(|ours| ours.timestamp < row.timestamp)
-                    {
-                        let (fetched, missing) = self.fetch_chunks(state, &row).await;
-                        round.chunks += fetched;
-                        if missing > 0 {
-                            round.complete = false;
-                            continue;
-                        }
-                    }
-                    ready.push(row);
-                }
-                round.rows += self.apply(ready).await?;
-                if !full_page {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the rows that are newer than ours, in batches; returns how many were.
-    async fn apply(&self, rows: Vec<Row>) -> Result<usize, SyncError> {
-        let mut applied = 0;
-        let mut batch: Vec<Row> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut rows = rows.into_iter().peekable();
-        while let Some(row) = rows.next() {
-            batch_bytes += row.stored_bytes();
-            batch.push(row);
-            let next_fits = rows.peek().is_some_and(|next| batch_bytes + next.stored_bytes() <= APPLY_BATCH_BYTES);
-            if !next_fits {
-                let flags = self.meta.put_if_newer(std::mem::take(&mut batch)).await?;
-                applied += flags.iter().filter(|&&f| f).count();
-                batch_bytes = 0;
-            }
-        }
-        Ok(applied)
-    }
-
-    /// Checks that this node holds the chunks of the manifests queued since the last round (or,
-    /// after a restart or an overflow, of every manifest it holds), fetching what it lacks.
-    async fn audit_chunks(&self, state: &ClusterState, round: &mut Round) {
-        let (sweep, mut keys) = self.audit.take();
-        if sweep {
-            keys.clear();
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let prefix = vec![RowKind::PartManifest as u8];
-                let page = match self.meta.scan(prefix, after.clone(), PULL_PAGE_ROWS).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "chunk audit could not scan the manifests");
-                        self.audit.sweep.store(true, Ordering::Relaxed);
-                        round.complete = false;
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
-                let full = page.len() >= PULL_PAGE_ROWS;
-                keys.extend(page.into_iter().filter(is_manifest).map(|row| row.key));
-                if !full {
-                    break;
-                }
-            }
-        }
-        let mut retry = Vec::new();
-        for key in keys {
-            let row = match self.meta.get(key.clone()).await {
-                Ok(Some(row)) if is_manifest(&row) => row,
-                Ok(_) => continue,
-                Err(_) => {
-                    retry.push(key);
-                    continue;
-                }
-            };
-            let (fetched, missing) = self.fetch_chunks(state, &row).await;
-            round.chunks += fetched;
-            if missing > 0 {
-                retry.push(key);
-            }
-        }
-        if !retry.is_empty() {
-            round.complete = false;
-            self.audit.requeue(retry);
-        }
-    }
-
-    /// Fetches the chunks of a part manifest that this node should hold and lacks; returns how
-    /// many were fetched and how many could not be (no replica supplied a copy matching the
-    /// manifest, or the local store failed): only that manifest then waits for the next round.
-    async fn fetch_chunks(&self, state: &ClusterState, row: &Row) -> (usize, usize) {
-        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return (0, 0) };
-        let Ok(part_manifest) = manifest::decode_record::<PartManifest>(&row.value) else {
-            tracing::warn!("undecodable part manifest pulled by anti-entropy");
-            return (0, 0);
-        };
-        let (mut fetched, mut missing) = (0, 0);
-        let digests = part_manifest.chunk_sha256.as_bytes().chunks(64);
-        for (index, expected) in digests.enumerate() {
-            let id = ChunkId { chunk_set, part, index: index as u32 };
-            let holders = state.replica_nodes(&id.placement_key());
-            if !holders.iter().any(|n| n.node_id == self.node_id) {
-                continue;
-            }
-            match self.chunks.head(id).await {
-                Ok(_) => continue,
-                Err(ChunkError::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(chunk = %id.to_hex(), error = %e, "chunk audit could not read a local chunk");
-                    missing += 1;
-                    continue;
-                }
-            }
-            let expected = <[u8; 32]>::try_from(hex::decode(expected).unwrap_or_default()).ok();
-            let copied = repair::fetch_verified_copy(
-                &self.client,
-                &self.chunks,
-                &self.peers,
-                id,
-                &holders,
-                &self.node_id,
-                expected,
-            )
-            .await;
-            match copied {
-                Ok(()) => fetched += 1,
-                Err(e) => {
-                    tracing::warn!(chunk = %id.to_hex(), error = %e, "no replica could supply a missed chunk");
-                    missing += 1;
-                }
-            }
-        }
-        (fetched, missing)
+    /// The replicas of either layout, but this node, that are not `down`.
+    fn reachable_peers(&self, replicas: &Replicas) -> Vec<NodeInfo> {
+        replicas.others(&self.node_id).into_iter().filter(|n| self.peers.state(&n.node_id) != NodeState::Down).collect()
     }
 }

@@ -195,7 +195,7 @@ impl Inner {
     fn forget(&self, id: &ChunkId, file_len: u64) {
         self.chunk_count.fetch_sub(1, Ordering::Relaxed);
         self.used_bytes.fetch_sub(file_len, Ordering::Relaxed);
-        self.inventory.toggle(&id_hash(id), false);
+        self.inventory.toggle(&id_hash(id), false, file_len);
     }
 }
 

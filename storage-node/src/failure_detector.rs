@@ -178,11 +178,15 @@ impl FailureDetector {
     }
 
     /// The replicas in the order a read should try them: by state (healthy first, `down` last),
-    /// then by fewest requests in flight, then in layout order.
+    /// then by fewest requests in flight, then in layout order. A node rebuilding an emptied
+    /// data directory is left out: it does not hold what it should yet.
     pub fn read_order(&self, replicas: Vec<NodeInfo>) -> Vec<NodeInfo> {
         let nodes = self.read();
         let mut ranked: Vec<(NodeState, usize, usize, NodeInfo)> = replicas
             .into_iter()
+            .filter(|node| {
+                !nodes.get(&node.node_id).and_then(|t| t.health.status.as_ref()).is_some_and(|s| s.rebuilding)
+            })
             .enumerate()
             .map(|(position, node)| {
                 let (state, in_flight) = nodes
@@ -310,6 +314,9 @@ mod tests {
             chunk_count: 0,
             recovering: false,
             scrub: None,
+            rebuilding: false,
+            sync: None,
+            gc: None,
         }
     }
 

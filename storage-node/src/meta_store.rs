@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -291,6 +291,36 @@ impl MetaStore {
                 rows += 1;
             }
             Ok(RowsDigest { rows, sha256: hex::encode(hash.finalize()) })
+        })
+        .await
+    }
+
+    /// Removes each row of `rows` whose stored timestamp is still the one given, so that a row
+    /// written since stays; durable when it returns. For rows this node no longer holds a
+    /// replica of (not a delete: deletes are tombstones). Returns how many were removed.
+    pub async fn remove_unchanged(&self, rows: Vec<(Vec<u8>, Timestamp)>) -> Result<usize, MetaError> {
+        for (key, _) in &rows {
+            check_key(key)?;
+        }
+        self.read(move |db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate);
+            let mut removed = 0;
+            {
+                let mut table = txn.open_table(ROWS)?;
+                for (key, timestamp) in &rows {
+                    let stored = match table.get(key.as_slice())? {
+                        Some(stored) => codec::decode_row(key.clone(), stored.value())?.timestamp,
+                        None => continue,
+                    };
+                    if stored == *timestamp {
+                        table.remove(key.as_slice())?;
+                        removed += 1;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(removed)
         })
         .await
     }

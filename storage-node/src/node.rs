@@ -14,6 +14,8 @@ use crate::anti_entropy::{AntiEntropy, ChunkAudit};
 use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterSettings, ControlConfig, ControlPlane, ControlTransport, NodeInfo, TransportError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
+use crate::gc::{Collector, GcConfig};
+use crate::membership;
 use crate::meta_store::{MetaStore, MetaStoreConfig};
 use crate::repair::{RepairQueue, Repairer};
 use crate::rpc::auth::ClusterSecret;
@@ -55,6 +57,13 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// How fast and how often the scrubber reads.
     pub scrub: ScrubConfig,
+    /// Bound on bytes of chunks pulled per second by anti-entropy (moves and repairs; 0: none).
+    pub transfer_rate_bytes: u64,
+    /// How long a node must stay `down` before the control-plane leader evicts it from the
+    /// layout (`None`: never).
+    pub evict_after: Option<Duration>,
+    /// How patient garbage collection is.
+    pub gc: GcConfig,
 }
 
 /// What the node remembers about itself across restarts.
@@ -70,7 +79,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let node_id = node_identity(&config.data_dir, config.node_id.as_deref())?;
+    let (node_id, fresh) = node_identity(&config.data_dir, config.node_id.as_deref())?;
+    if fresh {
+        tracing::info!(%node_id, "empty data directory: no reads until this node has pulled its partitions");
+    }
     let chunks = ChunkStore::open(&config.data_dir.join("chunks"), config.reserve_bytes)?;
     let meta = MetaStore::open(&config.data_dir.join("meta.redb"), MetaStoreConfig::default())?;
 
@@ -88,6 +100,7 @@ pub async fn run(
         zone: config.zone.clone(),
         capacity_weight: config.capacity_weight,
         rpc_addr: rpc_addr.clone(),
+        membership: Default::default(),
     };
     let client =
         NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
@@ -108,6 +121,7 @@ pub async fn run(
     let repairer = Repairer {
         node_id: node_id.clone(),
         chunks: chunks.clone(),
+        meta: meta.clone(),
         client: client.clone(),
         state: control.state(),
         peers: peers.clone(),
@@ -116,9 +130,38 @@ pub async fn run(
     tokio::spawn(repairs.clone().run(repairer));
     let scrubber = Scrubber::open(&node_id, &config.data_dir, chunks.clone(), repairs.clone(), config.scrub)?;
     tokio::spawn(scrubber.clone().run());
-    let data = Arc::new(DataPlane { node_id: node_id.clone(), chunks, meta, recovering, audit, repairs, scrubber });
-    let anti_entropy = AntiEntropy::new(&data, client.clone(), control.state(), peers);
+    let data = Arc::new(DataPlane {
+        node_id: node_id.clone(),
+        chunks,
+        meta,
+        recovering,
+        rebuilding: Arc::new(AtomicBool::new(fresh)),
+        sync: Arc::default(),
+        gc: Arc::default(),
+        audit,
+        repairs,
+        scrubber,
+    });
+    let (synced_tx, synced_rx) = tokio::sync::mpsc::unbounded_channel();
+    let anti_entropy =
+        AntiEntropy::new(&data, client.clone(), control.state(), peers.clone(), config.transfer_rate_bytes, synced_tx);
     tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
+    tokio::spawn(membership::report_synced_layouts(control.clone(), synced_rx));
+    tokio::spawn(membership::rejoin_after_eviction(control.clone()));
+    let collector = Collector::new(
+        node_id.clone(),
+        crate::control::raft_id(&node_id),
+        data.meta.clone(),
+        client.clone(),
+        control.state(),
+        peers.clone(),
+        config.gc,
+        data.gc.clone(),
+    );
+    tokio::spawn(collector.run());
+    if let Some(grace) = config.evict_after {
+        tokio::spawn(membership::evict_down_nodes(control.clone(), peers.clone(), grace));
+    }
     let app = router(data, crate::control::routes(control.clone()), config.secret.clone());
     tracing::info!(%node_id, %rpc_addr, data_dir = %config.data_dir.display(), "storage node listening");
     let server = tokio::spawn(async move {
@@ -146,8 +189,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Reads the node id kept in the data directory, or records the given or a new one.
-fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<String> {
+/// Reads the node id kept in the data directory, or records the given or a new one; true when
+/// the directory had none (a new or emptied data directory).
+fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<(String, bool)> {
     let path = data_dir.join("node.json");
     if let Ok(bytes) = std::fs::read(&path) {
         let identity: NodeIdentity = serde_json::from_slice(&bytes).context("reading node.json")?;
@@ -158,7 +202,7 @@ fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<Str
                 identity.node_id
             );
         }
-        return Ok(identity.node_id);
+        return Ok((identity.node_id, false));
     }
     let node_id = requested
         .map(str::to_owned)
@@ -169,11 +213,11 @@ fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<Str
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(node_id)
+    Ok((node_id, true))
 }
 
 /// The control plane's transport: the node RPC client.
-struct RpcTransport(NodeClient);
+pub(crate) struct RpcTransport(NodeClient);
 
 impl ControlTransport for RpcTransport {
     async fn post(&self, addr: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, TransportError> {

@@ -246,6 +246,8 @@ pub struct Repairer {
     pub node_id: String,
     /// The chunk store repaired.
     pub chunks: ChunkStore,
+    /// The metadata store, where garbage-collected chunk sets are recorded.
+    pub meta: crate::meta_store::MetaStore,
     /// Client of the other nodes.
     pub client: NodeClient,
     /// The cluster state (layout and nodes).
@@ -258,8 +260,13 @@ pub struct Repairer {
 
 impl Repairer {
     async fn repair(&self, id: ChunkId, item: &mut Item) -> Result<Outcome, RepairError> {
-        let holders = self.state.borrow().replica_nodes(&id.placement_key());
-        if !holders.iter().any(|n| n.node_id == self.node_id) {
+        let (ours, holders) = {
+            let state = self.state.borrow();
+            let placement = id.placement_key();
+            let ours = state.replica_nodes(&placement).iter().any(|n| n.node_id == self.node_id);
+            (ours, crate::anti_entropy::holders(&state, &placement))
+        };
+        if !ours || crate::gc::is_collected(&self.meta, id).await {
             return Ok(Outcome::NotOurs);
         }
         if !item.corrupt {
@@ -285,7 +292,7 @@ impl Repairer {
 }
 
 /// Copies chunk `id` from the first other holder whose copy proves good (its SHA-256 matches
-/// that holder's header and `expected`, when given) into `chunks`.
+/// that holder's header and `expected`, when given) into `chunks`; returns its length.
 pub async fn fetch_verified_copy(
     client: &NodeClient,
     chunks: &ChunkStore,
@@ -294,7 +301,7 @@ pub async fn fetch_verified_copy(
     holders: &[NodeInfo],
     me: &str,
     expected: Option<[u8; 32]>,
-) -> Result<(), RepairError> {
+) -> Result<u64, RepairError> {
     let others: Vec<NodeInfo> = holders.iter().filter(|n| n.node_id != me).cloned().collect();
     let mut why = String::from("no other replica");
     for holder in peers.read_order(others) {
@@ -324,7 +331,7 @@ pub async fn fetch_verified_copy(
         }
         let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
         chunks.put(id, actual, body).await?;
-        return Ok(());
+        return Ok(actual.len);
     }
     Err(RepairError::NoGoodCopy(why))
 }

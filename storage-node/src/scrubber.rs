@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::chunk_store::{ChunkError, ChunkId, ChunkStore, LEAF_COUNT};
+use crate::pace::Pace;
 use crate::repair::{RepairQueue, RepairStats};
 
 /// Default read rate limit: 32 MiB/s.
@@ -362,29 +363,6 @@ fn begin_pass(progress: &mut ScrubProgress) {
     progress.after = None;
     progress.chunks_checked = 0;
     progress.bytes_checked = 0;
-}
-
-/// Keeps reads under a rate: after each read, waits until the bytes read so far are no more
-/// than the rate allows for the time elapsed.
-struct Pace {
-    rate: u64,
-    start: Instant,
-    bytes: u64,
-}
-
-impl Pace {
-    fn new(rate: u64) -> Self {
-        Self { rate, start: Instant::now(), bytes: 0 }
-    }
-
-    async fn wait(&mut self, bytes: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        self.bytes += bytes;
-        let allowed_at = self.start + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
-        tokio::time::sleep_until(allowed_at).await;
-    }
 }
 
 fn now_ms() -> u64 {

@@ -137,3 +137,126 @@ async fn the_scrubber_replaces_flipped_and_truncated_chunks() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// Polls until the nodes at `addrs` hold the same rows and chunk counts.
+async fn wait_converged(cluster: &DevCluster, addrs: &[String]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let client = cluster.node_client()?;
+    loop {
+        if cairn_integration_tests::replicas_converged(&client, addrs).await? {
+            return Ok(started.elapsed());
+        }
+        let views = cairn_integration_tests::replica_views(&client, addrs).await?;
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "replicas never converged: {views:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_data_directory_is_lost_pulls_every_replica_back() -> anyhow::Result<()> {
+    let mut cluster = DevCluster::start_with(3, &[], &crate::FAST_FAILURE_DETECTION)?;
+    let s3 = cluster.s3();
+    create_bucket_with_level(&s3, "kept", "one").await?;
+    s3.create_bucket().bucket("quorum").send().await?;
+    let mut objects = Vec::new();
+    for (i, len) in [9 << 20, 1, 4096, 5 << 20, 100_000].into_iter().enumerate() {
+        let data = test_bytes(len, 40 + i as u64);
+        put(&s3, "kept", &format!("object-{i}"), data.clone()).await?;
+        put(&s3, "quorum", &format!("object-{i}"), data.clone()).await?;
+        objects.push((format!("object-{i}"), data));
+    }
+    put(&s3, "kept", "object-1", b"overwritten".to_vec()).await?;
+    objects[1].1 = b"overwritten".to_vec();
+    put(&s3, "kept", "deleted", b"soon gone".to_vec()).await?;
+    s3.delete_object().bucket("kept").key("deleted").send().await?;
+
+    let lost = cluster.info.nodes[2].clone();
+    cluster.kill_node(2);
+    cluster.wipe_and_restart_node(2)?;
+    // While it rebuilds, reads go to the others.
+    for (key, data) in &objects[2..] {
+        assert_eq!(sha256_hex(&get(&s3, "quorum", key).await?), sha256_hex(data), "{key} during the rebuild");
+    }
+    let addrs: Vec<String> = cluster.info.nodes.iter().map(|n| n.rpc_addr.clone()).collect();
+    let took = wait_converged(&cluster, &addrs).await?;
+    eprintln!("rebuilt an emptied node in {took:?}");
+    wait_for_state(&cluster, &lost.id, "healthy")?;
+    let log = std::fs::read_to_string(cluster.dir().join(format!("{}.log", lost.id)))?;
+    assert!(log.contains("empty data directory"), "the node knew it came back empty");
+
+    // The rebuilt node alone serves the ONE bucket.
+    cluster.kill_node(0);
+    cluster.kill_node(1);
+    wait_for_state(&cluster, &cluster.info.nodes[0].id, "down")?;
+    wait_for_state(&cluster, &cluster.info.nodes[1].id, "down")?;
+    for (key, data) in &objects {
+        assert_eq!(sha256_hex(&get(&s3, "kept", key).await?), sha256_hex(data), "{key} from the rebuilt node");
+    }
+    let err = s3.head_object().bucket("kept").key("deleted").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404), "the delete was pulled too");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_down_past_the_grace_period_is_evicted_and_rejoins_when_back() -> anyhow::Result<()> {
+    let mut env = crate::FAST_FAILURE_DETECTION.to_vec();
+    env.push(("CAIRN_EVICT_AFTER_SECS", "2"));
+    let mut cluster = DevCluster::start_with(3, &[], &env)?;
+    let fourth = cluster.start_node("node-4")?;
+    let fourth_addr = cluster.info.nodes[fourth].rpc_addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = run_admin(&cluster, &["node", "add", &fourth_addr]) {
+        anyhow::ensure!(Instant::now() < deadline, "node add kept failing: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("evicting").send().await?;
+    let mut objects = Vec::new();
+    for i in 0..12 {
+        let data = test_bytes(if i % 3 == 0 { 6 << 20 } else { 10_000 + i }, 70 + i as u64);
+        put(&s3, "evicting", &format!("object-{i}"), data.clone()).await?;
+        objects.push((format!("object-{i}"), data));
+    }
+    let all: Vec<String> = cluster.info.nodes.iter().map(|n| n.rpc_addr.clone()).collect();
+    crate::rebalance::wait_until_placed(&cluster, &all).await?;
+
+    // node-4 dies and stays down: the leader evicts it and the survivors hold 3 replicas again.
+    cluster.kill_node(fourth);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let layout = cluster.admin_json(&["node", "list"])?;
+        let membership = layout["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["node_id"] == "node-4"))
+            .map(|n| n["membership"].clone());
+        if membership == Some("evicted".into()) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node-4 was never evicted: {layout}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let survivors: Vec<String> = all[..3].to_vec();
+    let took = crate::rebalance::wait_until_placed(&cluster, &survivors).await?;
+    eprintln!("re-replicated after an eviction in {took:?}");
+    for (key, data) in &objects {
+        assert_eq!(sha256_hex(&get(&s3, "evicting", key).await?), sha256_hex(data), "{key}");
+    }
+
+    // When it comes back it takes its place in the layout again, and data moves back.
+    cluster.restart_node(fourth)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let layout = cluster.admin_json(&["node", "list"])?;
+        let node = layout["nodes"].as_array().and_then(|n| n.iter().find(|n| n["node_id"] == "node-4")).cloned();
+        if node.is_some_and(|n| n["membership"] == "active" && n["partitions"].as_u64() > Some(0)) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node-4 never rejoined: {layout}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    crate::rebalance::wait_until_placed(&cluster, &all).await?;
+    for (key, data) in &objects {
+        assert_eq!(sha256_hex(&get(&s3, "evicting", key).await?), sha256_hex(data), "{key}");
+    }
+    Ok(())
+}

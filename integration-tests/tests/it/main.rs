@@ -10,6 +10,7 @@ mod conditional;
 mod consistency;
 mod copy;
 mod faults;
+mod garbage;
 mod healing;
 mod history;
 mod listing;
@@ -18,6 +19,7 @@ mod multipart;
 mod objects;
 mod partitions;
 mod python_clients;
+mod rebalance;
 mod virtual_host;
 
 use std::time::{Duration, Instant};

@@ -23,17 +23,22 @@ pub const LEAF_COUNT: usize = 256 * 256;
 pub struct LeafSummary {
     /// Chunks in the leaf.
     pub count: u64,
+    /// Bytes of their files (headers included), for progress estimates.
+    #[serde(default)]
+    pub bytes: u64,
     /// XOR of SHA-256(id bytes) over the leaf's chunks.
     #[serde(with = "hex_bytes")]
     pub xor: [u8; 32],
 }
 
 impl LeafSummary {
-    fn toggle(&mut self, id_hash: &[u8; 32], added: bool) {
+    fn toggle(&mut self, id_hash: &[u8; 32], added: bool, bytes: u64) {
         if added {
             self.count += 1;
+            self.bytes += bytes;
         } else {
             self.count = self.count.saturating_sub(1);
+            self.bytes = self.bytes.saturating_sub(bytes);
         }
         for (bit, byte) in self.xor.iter_mut().zip(id_hash) {
             *bit ^= byte;
@@ -45,6 +50,7 @@ impl LeafSummary {
         let mut total = LeafSummary::default();
         for summary in summaries {
             total.count += summary.count;
+            total.bytes += summary.bytes;
             for (bit, byte) in total.xor.iter_mut().zip(summary.xor) {
                 *bit ^= byte;
             }
@@ -72,10 +78,10 @@ impl Inventory {
     }
 
     /// Records that the chunk whose id hashes to `id_hash` was added (or removed).
-    pub(super) fn toggle(&self, id_hash: &[u8; 32], added: bool) {
+    pub(super) fn toggle(&self, id_hash: &[u8; 32], added: bool, bytes: u64) {
         let leaf = usize::from(id_hash[0]) << 8 | usize::from(id_hash[1]);
         let mut leaves = self.leaves.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        leaves[leaf].toggle(id_hash, added);
+        leaves[leaf].toggle(id_hash, added, bytes);
     }
 
     /// The summaries of `range` (clamped to the leaves that exist).
@@ -125,15 +131,15 @@ mod tests {
         let hashes: Vec<[u8; 32]> = (0u8..5).map(|i| Sha256::digest([i]).into()).collect();
         let (a, b) = (Inventory::new(), Inventory::new());
         for hash in &hashes {
-            a.toggle(hash, true);
+            a.toggle(hash, true, 10);
         }
         for hash in hashes.iter().rev() {
-            b.toggle(hash, true);
+            b.toggle(hash, true, 10);
         }
         assert_eq!(a.summaries(0..LEAF_COUNT), b.summaries(0..LEAF_COUNT));
-        b.toggle(&hashes[2], false);
+        b.toggle(&hashes[2], false, 10);
         assert_ne!(a.summaries(0..LEAF_COUNT), b.summaries(0..LEAF_COUNT));
-        b.toggle(&hashes[2], true);
+        b.toggle(&hashes[2], true, 10);
         assert_eq!(LeafSummary::combine(&a.summaries(0..LEAF_COUNT)).count, 5);
         assert_eq!(a.summaries(0..LEAF_COUNT), b.summaries(0..LEAF_COUNT));
     }

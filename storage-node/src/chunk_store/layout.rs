@@ -167,7 +167,7 @@ pub(super) fn scan(root: &Path, dirs: &DurableDirs, inventory: &Inventory) -> io
                 if metadata.is_file() {
                     totals.chunk_count += 1;
                     totals.used_bytes += metadata.len();
-                    inventory.toggle(&id_hash(&id), true);
+                    inventory.toggle(&id_hash(&id), true, metadata.len());
                 }
             }
             dirs.mark([a, b]);

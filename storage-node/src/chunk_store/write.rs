@@ -199,7 +199,7 @@ fn commit(inner: &Inner, id: ChunkId, digest: &ChunkDigest, file: File, temp_pat
         Ok(()) => {
             inner.chunk_count.fetch_add(1, Ordering::Relaxed);
             inner.used_bytes.fetch_add(digest.len + HEADER_LEN as u64, Ordering::Relaxed);
-            inner.inventory.toggle(&super::layout::id_hash(&id), true);
+            inner.inventory.toggle(&super::layout::id_hash(&id), true, digest.len + HEADER_LEN as u64);
             fsync_dir(&leaf)?;
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

@@ -35,8 +35,11 @@ use tokio::time::Instant;
 pub use bucket_config::{BucketChange, CannedAcl, CorsRule};
 pub use log_store::{ControlStore, StoreClosed, StoreError};
 pub use network::{CallError, ControlTransport, TransportError};
-pub use routes::routes;
-pub use state::{AccessKey, BucketInfo, ClusterSettings, ClusterState, Command, CommandResult, Consistency, NodeInfo};
+pub use routes::{Invitation, routes};
+pub use state::{
+    AccessKey, BucketInfo, ClusterSettings, ClusterState, Command, CommandResult, Consistency, LayoutTransition,
+    Membership, NodeInfo,
+};
 
 use network::{NetworkFactory, PATH_COMMAND, PATH_JOIN};
 use state_machine::StateMachineStore;
@@ -287,7 +290,7 @@ impl<T: ControlTransport> ControlPlane<T> {
         let Some(member) = metrics.membership_config.membership().get_node(&self.node.raft_id) else {
             return false;
         };
-        *member != self.control_node() || self.state.borrow().nodes.get(&self.node.node_id) != Some(&self.node)
+        *member != self.control_node() || !self.state.borrow().knows_node(&self.node)
     }
 
     /// This node's description.
@@ -352,7 +355,7 @@ impl<T: ControlTransport> ControlPlane<T> {
                 return Err(ControlError::Rejected(format!("{result:?}")));
             }
         }
-        if self.state.borrow().nodes.get(&self.node.node_id) != Some(&self.node) {
+        if !self.state.borrow().knows_node(&self.node) {
             let result = self.command(Command::AddNode(self.node.clone())).await?;
             if result != CommandResult::Ok {
                 return Err(ControlError::Rejected(format!("{result:?}")));
@@ -384,11 +387,7 @@ impl<T: ControlTransport> ControlPlane<T> {
             }
         }
         let mut rx = self.state.clone();
-        let applied = tokio::time::timeout(
-            retry.remaining(),
-            rx.wait_for(|s| s.nodes.get(&self.node.node_id) == Some(&self.node)),
-        )
-        .await;
+        let applied = tokio::time::timeout(retry.remaining(), rx.wait_for(|s| s.knows_node(&self.node))).await;
         match applied {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ControlError::Fatal("state machine stopped".into())),

@@ -27,6 +27,8 @@ pub const PATH_COMMAND: &str = "/control/command";
 pub const PATH_STATE: &str = "/control/state";
 /// Path of join requests.
 pub const PATH_JOIN: &str = "/control/join";
+/// Path asking a node that belongs to no cluster to join one through a seed.
+pub const PATH_INVITE: &str = "/control/invite";
 
 /// Largest control-plane request or response body.
 pub const MAX_CONTROL_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -8,6 +8,7 @@
 //! | `/control/command` | [`Command`] | [`CommandResult`] |
 //! | `/control/state` | [`StateRequest`] | [`ClusterState`] |
 //! | `/control/join` | [`NodeInfo`] | [`CommandResult`] |
+//! | `/control/invite` | [`Invitation`] | [`NodeInfo`] of the joined node |
 //!
 //! Failures other than Raft's own answers are non-2xx with a JSON [`ErrorBody`]. Request
 //! bodies are parsed as JSON whatever their content type, since the transport carries bare
@@ -31,8 +32,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::network::{
-    MAX_CONTROL_MESSAGE_BYTES, PATH_COMMAND, PATH_JOIN, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE,
-    PATH_STATE,
+    MAX_CONTROL_MESSAGE_BYTES, PATH_COMMAND, PATH_INVITE, PATH_JOIN, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT,
+    PATH_RAFT_VOTE, PATH_STATE,
 };
 use super::{ClusterState, Command, CommandResult, ControlError, ControlPlane, ControlTransport, NodeInfo, TypeConfig};
 
@@ -61,6 +62,7 @@ pub fn routes<T: ControlTransport>(control: Arc<ControlPlane<T>>) -> Router {
         .route(PATH_COMMAND, post(command::<T>))
         .route(PATH_STATE, post(state::<T>))
         .route(PATH_JOIN, post(join::<T>))
+        .route(PATH_INVITE, post(invite::<T>))
         .layer(DefaultBodyLimit::max(MAX_CONTROL_MESSAGE_BYTES))
         .with_state(control)
 }
@@ -106,6 +108,24 @@ async fn join<T: ControlTransport>(
     JsonBody(node): JsonBody<NodeInfo>,
 ) -> Result<Json<CommandResult>, ErrorResponse> {
     Ok(Json(control.handle_join(node).await?))
+}
+
+/// Body of a `/control/invite`: the cluster to join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// Address of any node of the cluster.
+    pub seed_addr: String,
+}
+
+/// Joins the cluster of `seed_addr` if this node belongs to none yet (`cairn admin node add`).
+async fn invite<T: ControlTransport>(
+    State(control): State<Arc<ControlPlane<T>>>,
+    JsonBody(invitation): JsonBody<Invitation>,
+) -> Result<Json<NodeInfo>, ErrorResponse> {
+    if !control.is_initialized() {
+        control.join(&invitation.seed_addr).await?;
+    }
+    Ok(Json(control.node().clone()))
 }
 
 /// A JSON request body, read without looking at the content type.

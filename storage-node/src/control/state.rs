@@ -4,7 +4,7 @@
 //! replica for every committed command, so it must be deterministic: no clock, no randomness,
 //! no I/O. Everything time- or id-dependent (bucket ids, creation times) travels in the command.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub struct ClusterState {
     pub nodes: BTreeMap<String, NodeInfo>,
     /// Current partition layout.
     pub layout: Layout,
+    /// The move from the previous layout to this one, while it is in progress.
+    #[serde(default)]
+    pub transition: Option<LayoutTransition>,
     /// Buckets by name.
     pub buckets: BTreeMap<String, BucketInfo>,
     /// Access keys by key id.
@@ -69,6 +72,45 @@ pub struct NodeInfo {
     pub capacity_weight: u32,
     /// Internal RPC address, `host:port`.
     pub rpc_addr: String,
+    /// Whether the node takes part in the layout.
+    #[serde(default)]
+    pub membership: Membership,
+}
+
+/// Whether a node takes part in the layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Membership {
+    /// Holds replicas.
+    #[default]
+    Active,
+    /// Taken out by an operator; stays out until added again.
+    Removed,
+    /// Taken out by the leader after being down past the grace period; back in when it
+    /// announces itself again.
+    Evicted,
+}
+
+impl Membership {
+    /// The name `cairn admin` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Removed => "removed",
+            Self::Evicted => "evicted",
+        }
+    }
+}
+
+/// A layout change in progress: data moves from the previous layout's replicas to the
+/// current one's. Until every node of the current layout has pulled its partitions, writes go
+/// to the replicas of both layouts and reads to the previous one's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutTransition {
+    /// The layout data moves from (the oldest one not fully moved).
+    pub previous: Layout,
+    /// Nodes of the current layout that have pulled every partition they gained.
+    pub synced: BTreeSet<String>,
 }
 
 /// Per-bucket consistency level.
@@ -184,6 +226,32 @@ pub enum Command {
     },
     /// Create or replace an access key.
     PutAccessKey(AccessKey),
+    /// Change a node's zone or capacity weight (what is `None` stays).
+    UpdateNode {
+        /// The node.
+        node_id: String,
+        /// New failure zone.
+        zone: Option<String>,
+        /// New capacity weight.
+        capacity_weight: Option<u32>,
+    },
+    /// Take a node out of the layout (operator).
+    RemoveNode {
+        /// The node.
+        node_id: String,
+    },
+    /// Take a node that stayed down past the grace period out of the layout (leader).
+    EvictNode {
+        /// The node.
+        node_id: String,
+    },
+    /// A node of the current layout has pulled every partition it gained in this version.
+    LayoutSynced {
+        /// The node.
+        node_id: String,
+        /// The layout version it pulled.
+        version: u64,
+    },
 }
 
 /// Outcome of applying a [`Command`].
@@ -239,19 +307,53 @@ impl ClusterState {
             settings: ClusterSettings::default(),
             nodes: BTreeMap::new(),
             layout: Layout::empty(0, 0),
+            transition: None,
             buckets: BTreeMap::new(),
             access_keys: BTreeMap::new(),
         }
     }
 
-    /// The nodes holding the replicas of a placement key's partition, in layout order.
+    /// The nodes holding the replicas of a placement key's partition in the current layout,
+    /// in layout order.
     pub fn replica_nodes(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
         self.partition_nodes(self.layout.partition_of(placement_key))
     }
 
-    /// The nodes holding the replicas of a partition, in layout order.
+    /// The nodes holding the replicas of a partition in the current layout, in layout order.
     pub fn partition_nodes(&self, partition: u32) -> Vec<NodeInfo> {
-        self.layout.replicas(partition).filter_map(|id| self.nodes.get(id).cloned()).collect()
+        self.nodes_of(&self.layout, partition)
+    }
+
+    /// The nodes holding a partition in the previous layout, while a move is in progress.
+    pub fn previous_partition_nodes(&self, partition: u32) -> Option<Vec<NodeInfo>> {
+        self.transition.as_ref().map(|t| self.nodes_of(&t.previous, partition))
+    }
+
+    /// The replicas that hold every acknowledged write of a partition: the previous layout's
+    /// while a move is in progress, else the current one's. Reads go there.
+    pub fn read_nodes(&self, placement_key: &[u8]) -> Vec<NodeInfo> {
+        let partition = self.layout.partition_of(placement_key);
+        self.previous_partition_nodes(partition).unwrap_or_else(|| self.partition_nodes(partition))
+    }
+
+    /// Every replica set a write must meet its quorum in: the current layout's, and the
+    /// previous one's while a move is in progress.
+    pub fn write_sets(&self, placement_key: &[u8]) -> Vec<Vec<NodeInfo>> {
+        let partition = self.layout.partition_of(placement_key);
+        let mut sets = vec![self.partition_nodes(partition)];
+        sets.extend(self.previous_partition_nodes(partition));
+        sets
+    }
+
+    /// Whether the state records `node` as an active member at its address.
+    pub fn knows_node(&self, node: &NodeInfo) -> bool {
+        self.nodes.get(&node.node_id).is_some_and(|known| {
+            known.rpc_addr == node.rpc_addr && known.raft_id == node.raft_id && known.membership != Membership::Evicted
+        })
+    }
+
+    fn nodes_of(&self, layout: &Layout, partition: u32) -> Vec<NodeInfo> {
+        layout.replicas(partition).filter_map(|id| self.nodes.get(id).cloned()).collect()
     }
 
     /// Whether `InitSettings` has been applied.
@@ -312,6 +414,24 @@ impl ClusterState {
                 }
                 _ => CommandResult::NoSuchBucket,
             },
+            Command::UpdateNode { node_id, zone, capacity_weight } => {
+                self.update_node(node_id, zone.as_deref(), *capacity_weight)
+            }
+            Command::RemoveNode { node_id } => self.set_membership(node_id, Membership::Removed),
+            Command::EvictNode { node_id } => self.set_membership(node_id, Membership::Evicted),
+            Command::LayoutSynced { node_id, version } => {
+                let members: BTreeSet<&String> = self.layout.nodes.iter().collect();
+                if let Some(transition) = self.transition.as_mut()
+                    && *version == self.layout.version
+                    && members.contains(node_id)
+                {
+                    transition.synced.insert(node_id.clone());
+                    if members.iter().all(|n| transition.synced.contains(*n)) {
+                        self.transition = None;
+                    }
+                }
+                CommandResult::Ok
+            }
             Command::PutAccessKey(key) => {
                 if let Err(reason) = check_name("key id", &key.key_id).and_then(|()| check_name("key name", &key.name))
                 {
@@ -357,22 +477,73 @@ impl ClusterState {
         if node.capacity_weight == 0 {
             return CommandResult::Rejected("capacity_weight must be positive".into());
         }
-        let placement_changed = match self.nodes.get(&node.node_id) {
-            Some(old) => old.zone != node.zone || old.capacity_weight != node.capacity_weight,
-            None => true,
+        match self.nodes.get_mut(&node.node_id) {
+            // A node announcing itself again keeps the zone and weight operators gave it, and
+            // comes back from an eviction (not from a removal).
+            Some(known) => {
+                known.rpc_addr = node.rpc_addr.clone();
+                if known.membership == Membership::Evicted {
+                    known.membership = Membership::Active;
+                    self.recompute_layout();
+                }
+            }
+            None => {
+                let mut node = node.clone();
+                node.membership = Membership::Active;
+                self.nodes.insert(node.node_id.clone(), node);
+                self.recompute_layout();
+            }
+        }
+        CommandResult::Ok
+    }
+
+    fn update_node(&mut self, node_id: &str, zone: Option<&str>, capacity_weight: Option<u32>) -> CommandResult {
+        if let Some(zone) = zone
+            && let Err(reason) = check_name("zone", zone)
+        {
+            return CommandResult::Rejected(reason);
+        }
+        if capacity_weight == Some(0) {
+            return CommandResult::Rejected("capacity_weight must be positive".into());
+        }
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return CommandResult::Rejected(format!("no node {node_id}"));
         };
-        self.nodes.insert(node.node_id.clone(), node.clone());
-        if placement_changed {
+        let before = (node.zone.clone(), node.capacity_weight);
+        node.zone = zone.map_or(before.0.clone(), str::to_owned);
+        node.capacity_weight = capacity_weight.unwrap_or(before.1);
+        if (node.zone.clone(), node.capacity_weight) != before && node.membership == Membership::Active {
             self.recompute_layout();
         }
         CommandResult::Ok
     }
 
+    fn set_membership(&mut self, node_id: &str, membership: Membership) -> CommandResult {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return CommandResult::Rejected(format!("no node {node_id}"));
+        };
+        if node.membership == membership {
+            return CommandResult::Ok;
+        }
+        let active = self.nodes.values().filter(|n| n.membership == Membership::Active).count();
+        if active <= 1 {
+            return CommandResult::Rejected("the last active node cannot leave the layout".into());
+        }
+        if let Some(node) = self.nodes.get_mut(node_id) {
+            node.membership = membership;
+        }
+        self.recompute_layout();
+        CommandResult::Ok
+    }
+
     /// Recomputes the layout from the node list; keeps the old one if placement refuses.
+    /// A layout that differs from the current one starts (or restarts) a move; the move keeps
+    /// the oldest layout not fully moved as its source, since that one holds every write.
     fn recompute_layout(&mut self) {
         let specs: Vec<NodeSpec> = self
             .nodes
             .values()
+            .filter(|n| n.membership == Membership::Active)
             .map(|n| NodeSpec { node_id: n.node_id.clone(), zone: n.zone.clone(), capacity_weight: n.capacity_weight })
             .collect();
         match placement::compute_layout(
@@ -381,7 +552,18 @@ impl ClusterState {
             self.settings.replication_factor,
             self.layout.version + 1,
         ) {
-            Ok(layout) => self.layout = layout,
+            Ok(layout) if layout.nodes == self.layout.nodes && layout.replicas == self.layout.replicas => {}
+            Ok(layout) => {
+                let old = std::mem::replace(&mut self.layout, layout);
+                let previous = match self.transition.take() {
+                    Some(transition) => transition.previous,
+                    None => old,
+                };
+                // The first layout has nothing to move.
+                if !previous.nodes.is_empty() {
+                    self.transition = Some(LayoutTransition { previous, synced: BTreeSet::new() });
+                }
+            }
             // The node stays a member; the layout follows once placement accepts the node set
             // (typically once there are as many nodes as replicas).
             Err(e) => tracing::warn!(error = %e, nodes = specs.len(), "layout unchanged"),
@@ -411,6 +593,7 @@ mod tests {
             zone: zone.into(),
             capacity_weight: 1,
             rpc_addr: addr.into(),
+            membership: Membership::Active,
         }
     }
 
@@ -484,8 +667,81 @@ mod tests {
         assert_eq!(s.apply(&Command::AddNode(node("a", "a:2", "z"))), CommandResult::Ok);
         assert_eq!(s.layout, layout);
         assert_eq!(s.nodes["a"].rpc_addr, "a:2");
+        // A node announcing itself again keeps the zone an operator gave it.
         s.apply(&Command::AddNode(node("a", "a:2", "other-zone")));
-        assert_eq!(s.layout.version, layout.version + 1);
+        assert_eq!(s.layout, layout);
+        assert_eq!(s.nodes["a"].zone, "z");
+    }
+
+    fn three_node_state() -> ClusterState {
+        let mut s = ClusterState::empty();
+        s.apply(&Command::InitSettings(ClusterSettings { replication_factor: 2, ..settings() }));
+        for id in ["a", "b", "c"] {
+            s.apply(&Command::AddNode(node(id, &format!("{id}:1"), id)));
+        }
+        s
+    }
+
+    fn synced(s: &mut ClusterState, nodes: &[&str]) {
+        for id in nodes {
+            let version = s.layout.version;
+            assert_eq!(s.apply(&Command::LayoutSynced { node_id: id.to_string(), version }), CommandResult::Ok);
+        }
+    }
+
+    #[test]
+    fn a_layout_change_moves_data_until_every_node_of_the_new_layout_synced() {
+        let mut s = three_node_state();
+        synced(&mut s, &["a", "b", "c"]);
+        assert_eq!(s.transition, None);
+        let before = s.layout.clone();
+        s.apply(&Command::AddNode(node("d", "d:1", "d")));
+        let transition = s.transition.clone().expect("adding a node starts a move");
+        assert_eq!(transition.previous, before);
+        // Writes meet both layouts; reads use the previous one until the move is over.
+        let key = b"some placement key";
+        let partition = s.layout.partition_of(key);
+        assert_eq!(s.write_sets(key).len(), 2);
+        let previous: Vec<String> = before.replicas(partition).map(str::to_owned).collect();
+        assert_eq!(s.read_nodes(key).into_iter().map(|n| n.node_id).collect::<Vec<_>>(), previous);
+        // A report for another version counts for nothing.
+        let stale = s.layout.version - 1;
+        s.apply(&Command::LayoutSynced { node_id: "d".into(), version: stale });
+        assert!(s.transition.as_ref().is_some_and(|t| t.synced.is_empty()));
+        synced(&mut s, &["a", "b", "c"]);
+        assert!(s.transition.is_some(), "d has not pulled its partitions yet");
+        synced(&mut s, &["d"]);
+        assert_eq!(s.transition, None);
+        assert_eq!(s.write_sets(key).len(), 1);
+
+        // A change in the middle of a move keeps the oldest layout as the source.
+        let before = s.layout.clone();
+        s.apply(&Command::RemoveNode { node_id: "b".into() });
+        synced(&mut s, &["a"]);
+        s.apply(&Command::UpdateNode { node_id: "c".into(), zone: None, capacity_weight: Some(5) });
+        let transition = s.transition.clone().expect("moving");
+        assert_eq!(transition.previous, before);
+        assert!(transition.synced.is_empty(), "the new layout needs new reports");
+        assert!(!s.layout.nodes.contains(&"b".to_string()));
+        assert_eq!(s.nodes["b"].membership, Membership::Removed);
+        // A removed node announcing itself stays out; an evicted one comes back.
+        s.apply(&Command::AddNode(node("b", "b:1", "b")));
+        assert!(!s.layout.nodes.contains(&"b".to_string()));
+        s.apply(&Command::EvictNode { node_id: "d".into() });
+        assert!(!s.layout.nodes.contains(&"d".to_string()));
+        s.apply(&Command::AddNode(node("d", "d:1", "d")));
+        assert!(s.layout.nodes.contains(&"d".to_string()));
+        assert_eq!(s.nodes["d"].membership, Membership::Active);
+    }
+
+    #[test]
+    fn the_last_active_node_cannot_leave() {
+        let mut s = three_node_state();
+        s.apply(&Command::RemoveNode { node_id: "a".into() });
+        s.apply(&Command::RemoveNode { node_id: "b".into() });
+        assert!(matches!(s.apply(&Command::RemoveNode { node_id: "c".into() }), CommandResult::Rejected(_)));
+        assert!(matches!(s.apply(&Command::RemoveNode { node_id: "x".into() }), CommandResult::Rejected(_)));
+        assert_eq!(s.layout.nodes, vec!["c".to_string()]);
     }
 
     #[test]

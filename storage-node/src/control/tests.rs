@@ -96,6 +96,7 @@ fn node_info(name: &str) -> NodeInfo {
         zone: format!("zone-{name}"),
         capacity_weight: 1,
         rpc_addr: format!("{name}:7100"),
+        membership: Default::default(),
     }
 }
 

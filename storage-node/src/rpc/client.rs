@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use super::auth::ClusterSecret;
 use super::codec::{self, CodecError};
 use super::{
-    CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C, HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES,
-    META_DIGEST_PATH, META_PUT_PATH, META_ROW_PATH, META_SCAN_PATH, NodeStatus, SCRUB_PATH, STATUS_PATH, WireError,
-    WireErrorCode,
+    CHUNK_LEAF_PATH, CHUNK_LEAVES_PATH, CHUNK_PARTITIONS_PATH, CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C,
+    HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES, META_DIGEST_PATH, META_PURGE_PATH, META_PUT_PATH,
+    META_ROW_PATH, META_SCAN_PATH, NodeStatus, SCRUB_PATH, STATUS_PATH, WireError, WireErrorCode,
 };
-use crate::chunk_store::{ChunkDigest, ChunkId};
+use crate::chunk_store::{ChunkDigest, ChunkId, LeafSummary};
 use crate::meta_store::{Row, RowsDigest};
 use crate::scrubber::{ScrubCommand, ScrubReport};
 
@@ -202,6 +202,14 @@ impl NodeClient {
         Ok(applied)
     }
 
+    /// Removes rows whose stored timestamp is still the one given (tombstone purges); answers
+    /// how many were removed.
+    pub async fn purge_rows(&self, addr: &str, rows: &[Row]) -> Result<usize, RpcError> {
+        let body = Bytes::from(codec::encode_rows(rows));
+        let (_, answer) = self.call(addr, Method::POST, META_PURGE_PATH, &[], body, MAX_MESSAGE_BYTES).await?;
+        serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
+    }
+
     /// Reads one row (tombstones included).
     pub async fn get_row(&self, addr: &str, key: &[u8]) -> Result<Option<Row>, RpcError> {
         let path = format!("{META_ROW_PATH}{}", hex::encode(key));
@@ -239,6 +247,27 @@ impl NodeClient {
     /// Reads the node's capacity and usage.
     pub async fn status(&self, addr: &str) -> Result<NodeStatus, RpcError> {
         let (_, answer) = self.call(addr, Method::GET, STATUS_PATH, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
+        serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
+    }
+
+    /// The node's chunk inventory summarised per partition, for `partition_count` partitions.
+    pub async fn chunk_partitions(&self, addr: &str, partition_count: u32) -> Result<Vec<LeafSummary>, RpcError> {
+        self.get_json(addr, &format!("{CHUNK_PARTITIONS_PATH}?count={partition_count}")).await
+    }
+
+    /// The node's chunk inventory summarised per fan-out leaf, for leaves `start..end`.
+    pub async fn chunk_leaves(&self, addr: &str, leaves: std::ops::Range<usize>) -> Result<Vec<LeafSummary>, RpcError> {
+        self.get_json(addr, &format!("{CHUNK_LEAVES_PATH}?start={}&end={}", leaves.start, leaves.end)).await
+    }
+
+    /// The chunk ids the node holds in one fan-out leaf.
+    pub async fn chunk_leaf(&self, addr: &str, leaf: usize) -> Result<Vec<ChunkId>, RpcError> {
+        let ids: Vec<String> = self.get_json(addr, &format!("{CHUNK_LEAF_PATH}{leaf}")).await?;
+        ids.iter().map(|hex| ChunkId::from_hex(hex).ok_or_else(|| RpcError::protocol(addr, "bad chunk id"))).collect()
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<T, RpcError> {
+        let (_, answer) = self.call(addr, Method::GET, path, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
         serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
     }
 

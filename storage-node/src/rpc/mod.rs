@@ -14,7 +14,11 @@
 //! | metadata put | `POST /v1/meta/put`, rows (binary) | applied flags (binary) |
 //! | metadata get | `GET /v1/meta/row/{hex key}` | rows (binary, 0 or 1) |
 //! | metadata scan | `GET /v1/meta/scan?prefix=&start_after=&limit=` | rows (binary) |
+//! | metadata purge | `POST /v1/meta/purge`, rows (binary; key and timestamp) | removed count (JSON) |
 //! | metadata digest | `GET /v1/meta/digest?prefix=` | JSON [`crate::meta_store::RowsDigest`] |
+//! | chunk inventory by partition | `GET /v1/chunks/partitions?count=` | JSON [`crate::chunk_store::LeafSummary`] per partition |
+//! | chunk inventory by leaf | `GET /v1/chunks/leaves?start=&end=` | JSON [`crate::chunk_store::LeafSummary`] per leaf |
+//! | chunk ids of a leaf | `GET /v1/chunks/leaf/{leaf}` | JSON hex ids |
 //! | node status | `GET /v1/status` | JSON [`NodeStatus`] |
 //! | scrub report | `GET /v1/scrub` | JSON [`crate::scrubber::ScrubReport`] |
 //! | scrub command | `POST /v1/scrub/{start,pause,resume}` | JSON [`crate::scrubber::ScrubReport`] |
@@ -37,8 +41,16 @@ pub const META_PUT_PATH: &str = "/v1/meta/put";
 pub const META_ROW_PATH: &str = "/v1/meta/row/";
 /// Path of metadata range scans.
 pub const META_SCAN_PATH: &str = "/v1/meta/scan";
+/// Path of tombstone purges (garbage collection).
+pub const META_PURGE_PATH: &str = "/v1/meta/purge";
 /// Path of metadata digests (anti-entropy).
 pub const META_DIGEST_PATH: &str = "/v1/meta/digest";
+/// Path of the chunk inventory summarised per partition.
+pub const CHUNK_PARTITIONS_PATH: &str = "/v1/chunks/partitions";
+/// Path of the chunk inventory summarised per fan-out leaf.
+pub const CHUNK_LEAVES_PATH: &str = "/v1/chunks/leaves";
+/// Path prefix of the chunk ids of one leaf; the leaf number follows.
+pub const CHUNK_LEAF_PATH: &str = "/v1/chunks/leaf/";
 /// Path of the node status report.
 pub const STATUS_PATH: &str = "/v1/status";
 /// Path of the scrubber's report; a command name after a slash drives it.
@@ -79,6 +91,16 @@ pub struct NodeStatus {
     /// The scrubber and the repair queue.
     #[serde(default)]
     pub scrub: Option<crate::scrubber::ScrubReport>,
+    /// Whether the node started with an empty data directory and has not pulled its
+    /// partitions back yet (it must not be read from).
+    #[serde(default)]
+    pub rebuilding: bool,
+    /// Anti-entropy: catch-up, layout moves and hand-off.
+    #[serde(default)]
+    pub sync: Option<crate::anti_entropy::SyncReport>,
+    /// Garbage collection.
+    #[serde(default)]
+    pub gc: Option<crate::gc::GcReport>,
 }
 
 /// Stable error codes a node answers with.
@@ -95,6 +117,8 @@ pub enum WireErrorCode {
     DigestMismatch,
     /// The disk is at its reserve; nothing was stored.
     InsufficientSpace,
+    /// The chunk was deleted by garbage collection; a copy is not taken back.
+    Collected,
     /// The request is malformed or over a limit.
     BadRequest,
     /// Anything else; details are in the node's log.
@@ -111,6 +135,7 @@ impl WireErrorCode {
             Self::Corrupt => S::INTERNAL_SERVER_ERROR,
             Self::DigestMismatch => S::UNPROCESSABLE_ENTITY,
             Self::InsufficientSpace => S::INSUFFICIENT_STORAGE,
+            Self::Collected => S::GONE,
             Self::BadRequest => S::BAD_REQUEST,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
         }

@@ -33,6 +33,13 @@ pub struct DataPlane {
     pub meta: MetaStore,
     /// Set while the node catches up on writes it missed; it reports so in its status.
     pub recovering: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while a node that started with an empty data directory has not pulled its
+    /// partitions yet: it must not serve reads.
+    pub rebuilding: Arc<std::sync::atomic::AtomicBool>,
+    /// Where anti-entropy stands.
+    pub sync: Arc<std::sync::Mutex<crate::anti_entropy::SyncReport>>,
+    /// What garbage collection did.
+    pub gc: Arc<std::sync::Mutex<crate::gc::GcReport>>,
     /// Part manifests whose chunks the next anti-entropy round checks.
     pub audit: Arc<crate::anti_entropy::ChunkAudit>,
     /// Chunks this node must get a good copy of.
@@ -49,8 +56,12 @@ pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Rou
         .route(&chunk_route, get(get_chunk).put(put_chunk).head(head_chunk).delete(delete_chunk))
         .route(&format!("{}{{key}}", super::META_ROW_PATH), get(get_row))
         .route(super::META_PUT_PATH, post(put_rows))
+        .route(super::META_PURGE_PATH, post(purge_rows))
         .route(super::META_SCAN_PATH, get(scan_rows))
         .route(super::META_DIGEST_PATH, get(digest_rows))
+        .route(super::CHUNK_PARTITIONS_PATH, get(chunk_partitions))
+        .route(super::CHUNK_LEAVES_PATH, get(chunk_leaves))
+        .route(&format!("{}{{leaf}}", super::CHUNK_LEAF_PATH), get(chunk_leaf))
         .route(super::STATUS_PATH, get(status))
         .route(super::SCRUB_PATH, get(scrub_report))
         .route(&format!("{}/{{command}}", super::SCRUB_PATH), post(scrub_command))
@@ -146,6 +157,9 @@ async fn put_chunk(
     let Some(digest) = digest_from_headers(&headers) else {
         return wire_error(WireErrorCode::BadRequest, "missing or malformed chunk digest headers".into());
     };
+    if crate::gc::is_collected(&data.meta, id).await {
+        return wire_error(WireErrorCode::Collected, "the chunk was garbage-collected".into());
+    }
     match data.chunks.put(id, digest, body.into_data_stream()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => chunk_error(e),
@@ -218,10 +232,11 @@ async fn delete_chunk(State(data): State<Arc<DataPlane>>, Path(id): Path<String>
     let Some(id) = ChunkId::from_hex(&id) else {
         return malformed_chunk_id();
     };
-    match data.chunks.delete(id).await {
+    // Only garbage collection deletes chunks; the record keeps copies from coming back.
+    match crate::gc::delete_collected(&data.meta, &data.chunks, id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => wire_error(WireErrorCode::NotFound, "no such chunk".into()),
-        Err(e) => chunk_error(e),
+        Err(e) => wire_error(WireErrorCode::Internal, e.to_string()),
     }
 }
 
@@ -235,6 +250,17 @@ async fn put_rows(State(data): State<Arc<DataPlane>>, body: Bytes) -> Response {
             data.audit.note_applied(&rows, &applied);
             bytes_response(Bytes::from(codec::encode_applied(&applied)))
         }
+        Err(e) => meta_error(e),
+    }
+}
+
+async fn purge_rows(State(data): State<Arc<DataPlane>>, body: Bytes) -> Response {
+    let rows = match codec::decode_rows(&body) {
+        Ok(rows) => rows,
+        Err(e) => return wire_error(WireErrorCode::BadRequest, e.to_string()),
+    };
+    match data.meta.remove_unchanged(rows.into_iter().map(|row| (row.key, row.timestamp)).collect()).await {
+        Ok(removed) => axum::Json(removed).into_response(),
         Err(e) => meta_error(e),
     }
 }
@@ -282,6 +308,41 @@ async fn digest_rows(State(data): State<Arc<DataPlane>>, Query(query): Query<Dig
     }
 }
 
+#[derive(Deserialize)]
+struct PartitionsQuery {
+    count: u32,
+}
+
+async fn chunk_partitions(State(data): State<Arc<DataPlane>>, Query(query): Query<PartitionsQuery>) -> Response {
+    if !query.count.is_power_of_two() || query.count as usize > crate::chunk_store::LEAF_COUNT {
+        return wire_error(WireErrorCode::BadRequest, "partition count must be a power of two up to 65536".into());
+    }
+    let leaves = data.chunks.leaf_summaries(0..crate::chunk_store::LEAF_COUNT);
+    let per_partition = crate::chunk_store::LEAF_COUNT / query.count as usize;
+    let summaries: Vec<_> = leaves.chunks(per_partition).map(crate::chunk_store::LeafSummary::combine).collect();
+    axum::Json(summaries).into_response()
+}
+
+#[derive(Deserialize)]
+struct LeavesQuery {
+    start: usize,
+    end: usize,
+}
+
+async fn chunk_leaves(State(data): State<Arc<DataPlane>>, Query(query): Query<LeavesQuery>) -> Response {
+    axum::Json(data.chunks.leaf_summaries(query.start..query.end)).into_response()
+}
+
+async fn chunk_leaf(State(data): State<Arc<DataPlane>>, Path(leaf): Path<usize>) -> Response {
+    if leaf >= crate::chunk_store::LEAF_COUNT {
+        return wire_error(WireErrorCode::BadRequest, "no such leaf".into());
+    }
+    match data.chunks.leaf_ids(leaf).await {
+        Ok(ids) => axum::Json(ids.iter().map(ChunkId::to_hex).collect::<Vec<_>>()).into_response(),
+        Err(e) => chunk_error(e),
+    }
+}
+
 async fn status(State(data): State<Arc<DataPlane>>) -> Response {
     let usage = match data.chunks.usage() {
         Ok(usage) => usage,
@@ -296,6 +357,9 @@ async fn status(State(data): State<Arc<DataPlane>>) -> Response {
         chunk_count: usage.chunk_count,
         recovering: data.recovering.load(std::sync::atomic::Ordering::Relaxed),
         scrub: Some(data.scrubber.report()),
+        rebuilding: data.rebuilding.load(std::sync::atomic::Ordering::Relaxed),
+        sync: Some(data.sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
+        gc: Some(data.gc.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
     })
     .into_response()
 }

@@ -1,0 +1,134 @@
+//! Garbage collection: chunks of overwritten and deleted objects, of abandoned and replaced
+//! multipart parts and of failed writes go away; what visible objects need stays.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use cairn_integration_tests::{DevCluster, test_bytes};
+
+use crate::{get, put, sha256_hex};
+
+const MIB: usize = 1024 * 1024;
+/// Chunk size of a `cairn dev` cluster.
+const CHUNK: usize = 4 * MIB;
+/// Bytes of a chunk file's header.
+const HEADER: usize = 64;
+
+/// Chunk files and their bytes that an object of `len` bytes (in one part) needs on a replica.
+fn footprint(len: usize) -> (u64, u64) {
+    let chunks = len.div_ceil(CHUNK).max(1);
+    (chunks as u64, (len + chunks * HEADER) as u64)
+}
+
+async fn upload_part(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    data: Vec<u8>,
+) -> anyhow::Result<CompletedPart> {
+    let out = s3
+        .upload_part()
+        .bucket("garbage")
+        .key(key)
+        .upload_id(upload_id)
+        .part_number(number)
+        .body(data.into())
+        .send()
+        .await?;
+    Ok(CompletedPart::builder().part_number(number).e_tag(out.e_tag().unwrap_or_default()).build())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_nothing_needs_are_collected_after_the_grace_period() -> anyhow::Result<()> {
+    let mut env = crate::FAST_FAILURE_DETECTION.to_vec();
+    env.extend([("CAIRN_GC_GRACE_SECS", "1"), ("CAIRN_GC_INTERVAL_MS", "300")]);
+    let cluster = DevCluster::start_with(3, &[], &env)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("garbage").send().await?;
+    let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut expected = (0u64, 0u64);
+    let mut keep = |key: &str, data: Vec<u8>, parts: &[usize]| {
+        for &len in parts {
+            let (chunks, bytes) = footprint(len);
+            expected.0 += chunks;
+            expected.1 += bytes;
+        }
+        kept.push((key.to_owned(), data));
+    };
+
+    // Overwritten, deleted, and kept objects.
+    put(&s3, "garbage", "overwritten", test_bytes(9 * MIB, 1)).await?;
+    let small = b"the new version".to_vec();
+    put(&s3, "garbage", "overwritten", small.clone()).await?;
+    keep("overwritten", small.clone(), &[small.len()]);
+    put(&s3, "garbage", "deleted", test_bytes(100_000, 2)).await?;
+    s3.delete_object().bucket("garbage").key("deleted").send().await?;
+    let data = test_bytes(5 * MIB, 3);
+    put(&s3, "garbage", "kept", data.clone()).await?;
+    keep("kept", data, &[5 * MIB]);
+
+    // An aborted upload, and a completed one with a replaced part and a part left out.
+    let aborted = s3.create_multipart_upload().bucket("garbage").key("aborted").send().await?;
+    let aborted_id = aborted.upload_id().unwrap_or_default().to_owned();
+    upload_part(&s3, "aborted", &aborted_id, 1, test_bytes(5 * MIB, 4)).await?;
+    s3.abort_multipart_upload().bucket("garbage").key("aborted").upload_id(&aborted_id).send().await?;
+    let upload = s3.create_multipart_upload().bucket("garbage").key("multipart").send().await?;
+    let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+    upload_part(&s3, "multipart", &upload_id, 1, test_bytes(5 * MIB, 5)).await?;
+    let first = upload_part(&s3, "multipart", &upload_id, 1, test_bytes(5 * MIB + 1, 6)).await?;
+    let second = upload_part(&s3, "multipart", &upload_id, 2, test_bytes(MIB, 7)).await?;
+    upload_part(&s3, "multipart", &upload_id, 3, test_bytes(MIB, 8)).await?;
+    s3.complete_multipart_upload()
+        .bucket("garbage")
+        .key("multipart")
+        .upload_id(&upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().parts(first).parts(second).build())
+        .send()
+        .await?;
+    let mut whole = test_bytes(5 * MIB + 1, 6);
+    whole.extend(test_bytes(MIB, 7));
+    keep("multipart", whole, &[5 * MIB + 1, MIB]);
+
+    // A write that fails (two replicas hang) leaves orphan chunks.
+    cluster.pause_node(1);
+    cluster.pause_node(2);
+    let failed = s3.put_object().bucket("garbage").key("failed").body(test_bytes(6 * MIB, 9).into()).send().await;
+    cluster.resume_node(1);
+    cluster.resume_node(2);
+    let failed_ok = failed.is_ok();
+    if failed_ok {
+        // The retries of the SDK got it through after all: then it is an object to keep.
+        keep("failed", test_bytes(6 * MIB, 9), &[6 * MIB]);
+    }
+
+    // Every node ends up holding exactly the chunks of what is visible.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = cluster.admin_json(&["status"])?;
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        let held: Vec<(u64, u64)> = nodes
+            .iter()
+            .map(|n| {
+                (n["status"]["chunk_count"].as_u64().unwrap_or(0), n["status"]["used_bytes"].as_u64().unwrap_or(0))
+            })
+            .collect();
+        if held.len() == 3 && held.iter().all(|h| *h == expected) {
+            let collected: u64 =
+                nodes.iter().map(|n| n["status"]["gc"]["manifests_collected"].as_u64().unwrap_or(0)).sum();
+            assert!(collected >= 4, "manifests collected: {collected}");
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nodes hold {held:?} (chunks, bytes), expected {expected:?} each (failed write acknowledged: {failed_ok})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (key, data) in &kept {
+        assert_eq!(sha256_hex(&get(&s3, "garbage", key).await?), sha256_hex(data), "{key}");
+    }
+    let err = s3.get_object().bucket("garbage").key("deleted").send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    Ok(())
+}
