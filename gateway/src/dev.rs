@@ -133,18 +133,22 @@ async fn start(
 ) -> anyhow::Result<()> {
     let binary = config.binary.display().to_string();
     let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
     for i in 1..=config.nodes {
         let id = format!("node-{i}");
         let old_addr = previous.as_ref().and_then(|p| p.nodes.iter().find(|n| n.id == id)).map(|n| n.rpc_addr.clone());
         // Raft peers know each other by address: a restarted cluster keeps its node ports.
-        let rpc_addr = match old_addr {
+        addrs.push(match old_addr {
             Some(addr) if port_is_free(&addr) => addr,
             Some(addr) => {
                 tracing::warn!(node = %id, %addr, "the node's previous address is taken; it gets a new one");
                 format!("127.0.0.1:{}", free_port()?)
             }
             None => format!("127.0.0.1:{}", free_port()?),
-        };
+        });
+    }
+    for (i, rpc_addr) in (1..=config.nodes).zip(addrs.clone()) {
+        let id = format!("node-{i}");
         let data_dir = dir.join(&id);
         let mut argv = vec![
             binary.clone(),
@@ -159,7 +163,13 @@ async fn start(
             secret_file.display().to_string(),
         ];
         match nodes.first() {
-            None => argv.push("--bootstrap".into()),
+            None => {
+                argv.push("--bootstrap".into());
+                // If node-1 lost its data directory, node-2 knows the cluster it must rejoin.
+                if let Some(seed) = addrs.get(1) {
+                    argv.extend(["--join".into(), seed.clone()]);
+                }
+            }
             Some(NodeEntry { rpc_addr: seed, .. }) => argv.extend(["--join".into(), seed.clone()]),
         }
         let child = spawn(&argv, &dir.join(format!("{id}.log")))?;

@@ -171,8 +171,18 @@ pub async fn run(
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     });
 
+    // A bootstrap node that lost its data directory must not start a second cluster: when its
+    // seed answers with a cluster, it joins that one instead.
+    let mut bootstrap = config.bootstrap.clone();
+    if let (Some(_), Some(seed)) = (&bootstrap, &config.join)
+        && !control.is_initialized()
+        && seed_has_cluster(&client, seed).await
+    {
+        tracing::warn!(%seed, "--bootstrap given, but the seed belongs to a cluster already: joining it");
+        bootstrap = None;
+    }
     // Bootstrapping is idempotent: it also finishes a bootstrap a crash interrupted.
-    if let Some(settings) = config.bootstrap.clone() {
+    if let Some(settings) = bootstrap {
         control.bootstrap(settings).await?;
         tracing::info!("cluster bootstrapped");
     } else if !control.is_initialized() {
@@ -187,6 +197,14 @@ pub async fn run(
     server.await??;
     control.shutdown().await?;
     Ok(())
+}
+
+/// Whether the node at `seed` answers with a cluster state that has settings (one attempt).
+async fn seed_has_cluster(client: &NodeClient, seed: &str) -> bool {
+    let request = crate::control::routes::StateRequest { known_version: 0, wait_ms: 0 };
+    let answer =
+        client.post_json::<_, crate::control::ClusterState>(seed, crate::control::network::PATH_STATE, &request);
+    matches!(tokio::time::timeout(Duration::from_secs(2), answer).await, Ok(Ok(state)) if state.has_settings())
 }
 
 /// Reads the node id kept in the data directory, or records the given or a new one; true when

@@ -170,9 +170,10 @@ async fn a_node_whose_data_directory_is_lost_pulls_every_replica_back() -> anyho
     put(&s3, "kept", "deleted", b"soon gone".to_vec()).await?;
     s3.delete_object().bucket("kept").key("deleted").send().await?;
 
-    let lost = cluster.info.nodes[2].clone();
-    cluster.kill_node(2);
-    cluster.wipe_and_restart_node(2)?;
+    // node-1 started the cluster (--bootstrap): it must rejoin it, not start another.
+    let lost = cluster.info.nodes[0].clone();
+    cluster.kill_node(0);
+    cluster.wipe_and_restart_node(0)?;
     // While it rebuilds, reads go to the others.
     for (key, data) in &objects[2..] {
         assert_eq!(sha256_hex(&get(&s3, "quorum", key).await?), sha256_hex(data), "{key} during the rebuild");
@@ -184,11 +185,15 @@ async fn a_node_whose_data_directory_is_lost_pulls_every_replica_back() -> anyho
     let log = std::fs::read_to_string(cluster.dir().join(format!("{}.log", lost.id)))?;
     assert!(log.contains("empty data directory"), "the node knew it came back empty");
 
+    assert!(log.contains("joining it"), "the bootstrap node joined its seed's cluster");
+    let layout = cluster.admin_json(&["node", "list"])?;
+    assert_eq!(layout["nodes"].as_array().map(Vec::len), Some(3), "one cluster of three: {layout}");
+
     // The rebuilt node alone serves the ONE bucket.
-    cluster.kill_node(0);
     cluster.kill_node(1);
-    wait_for_state(&cluster, &cluster.info.nodes[0].id, "down")?;
+    cluster.kill_node(2);
     wait_for_state(&cluster, &cluster.info.nodes[1].id, "down")?;
+    wait_for_state(&cluster, &cluster.info.nodes[2].id, "down")?;
     for (key, data) in &objects {
         assert_eq!(sha256_hex(&get(&s3, "kept", key).await?), sha256_hex(data), "{key} from the rebuilt node");
     }
