@@ -63,8 +63,8 @@ import json, sys
 p = json.load(sys.stdin)[0]["report"]
 q, rate = p["progress"], p["rate_bytes_per_sec"]
 secs = (q["last_pass_completed_ms"] - q["last_pass_started_ms"]) / 1000
-print(f"scrub: {q[\"last_pass_bytes\"] / 2**20:.0f} MiB in {q[\"last_pass_chunks\"]} chunks proved in {secs:.1f} s: "
-      f"{q[\"last_pass_bytes\"] / 2**20 / secs:.1f} MiB/s (limit {rate / 2**20:.0f} MiB/s)")'
+mib, chunks = q["last_pass_bytes"] / 2**20, q["last_pass_chunks"]
+print(f"scrub: {mib:.0f} MiB in {chunks} chunks proved in {secs:.1f} s: {mib / secs:.1f} MiB/s (limit {rate / 2**20:.0f} MiB/s)")'
 
 # 2. A node loses its data directory: time until it holds every replica again.
 node3=$(python3 -c "import json,sys; n=json.load(open(sys.argv[1]))['nodes'][2]; print(n['pid']); print(n['data_dir']); print('\x1f'.join(n['argv']))" "$work/cluster/cluster.json")

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use cairn_storage_node::control::{AccessKey, BucketChange, Command, CommandResult, Consistency};
+use cairn_storage_node::control::{AccessKey, BucketChange, Command, CommandResult, Consistency, Membership};
 use cairn_storage_node::failure_detector::NodeHealth;
 use cairn_storage_node::scrubber::{ScrubCommand, ScrubReport};
 use http::{Method, StatusCode};
@@ -219,8 +219,12 @@ async fn add_node(State(admin): State<Arc<AdminState>>, Json(request): Json<AddN
         Ok(node) => {
             let node_id = node.node_id.clone();
             let cluster = admin.gateway.replication.cluster();
-            // Answer with the layout that includes it.
             cluster.wait_until(|s| s.nodes.contains_key(&node_id), std::time::Duration::from_secs(10)).await;
+            // A node removed earlier is a member already: adding it puts it back in the layout.
+            let removed = cluster.state().nodes.get(&node_id).is_some_and(|n| n.membership != Membership::Active);
+            if removed {
+                return node_command(&admin, Command::RestoreNode { node_id }).await;
+            }
             Json(layout_view(&cluster.state())).into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("{} could not join: {e}", request.rpc_addr)).into_response(),

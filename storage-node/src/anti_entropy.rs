@@ -121,7 +121,11 @@ struct Replicas {
 
 impl Replicas {
     fn of(state: &ClusterState, partition: u32) -> Self {
-        Self { current: state.partition_nodes(partition), previous: state.previous_partition_nodes(partition) }
+        // An evicted node is gone for good: a move completes without it.
+        let present = |n: &NodeInfo| n.membership != crate::control::Membership::Evicted;
+        let previous =
+            state.previous_partition_nodes(partition).map(|nodes| nodes.into_iter().filter(present).collect());
+        Self { current: state.partition_nodes(partition), previous }
     }
 
     /// Whether `node_id` holds the partition in the current layout.
@@ -140,11 +144,16 @@ impl Replicas {
         others
     }
 
-    /// Whether `me` with the peers in `synced` make a majority of each layout's replicas.
-    fn enough(&self, me: &str, synced: &[String]) -> bool {
+    /// Whether `me` (unless it is rebuilding an emptied data directory and has peers to pull
+    /// from) with the peers in `synced` make a majority of each layout's replicas.
+    fn enough(&self, me: &str, rebuilding: bool, synced: &[String]) -> bool {
         let majority = |set: &[NodeInfo]| {
-            let have = set.iter().filter(|n| n.node_id == me || synced.contains(&n.node_id)).count();
-            have > set.len() / 2
+            let alone = set.iter().all(|n| n.node_id == me);
+            let have = set
+                .iter()
+                .filter(|n| (n.node_id == me && (!rebuilding || alone)) || synced.contains(&n.node_id))
+                .count();
+            have > set.len() / 2 || set.is_empty()
         };
         majority(&self.current) && self.previous.as_deref().is_none_or(majority)
     }
@@ -166,6 +175,7 @@ pub struct AntiEntropy {
     peers: Arc<FailureDetector>,
     recovering: Arc<AtomicBool>,
     rebuilding: Arc<AtomicBool>,
+    rebuild_marker: std::path::PathBuf,
     audit: Arc<ChunkAudit>,
     report: Arc<Mutex<SyncReport>>,
     transfer_rate: u64,
@@ -196,6 +206,7 @@ impl AntiEntropy {
             peers,
             recovering: data.recovering.clone(),
             rebuilding: data.rebuilding.clone(),
+            rebuild_marker: data.rebuild_marker.clone(),
             audit: data.audit.clone(),
             report: data.sync.clone(),
             transfer_rate,
@@ -232,7 +243,15 @@ impl AntiEntropy {
                 if self.recovering.swap(false, Ordering::Relaxed) {
                     tracing::info!("caught up with every replica peer");
                 }
-                self.rebuilding.store(false, Ordering::Relaxed);
+                if self.rebuilding.load(Ordering::Relaxed) {
+                    match std::fs::remove_file(&self.rebuild_marker) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!(error = %e, "could not remove the rebuild marker"),
+                    }
+                    tracing::info!("rebuilt every replica this node holds");
+                    self.rebuilding.store(false, Ordering::Relaxed);
+                }
                 if let Some(transition) = &state.transition {
                     let member = state.layout.nodes.contains(&self.node_id);
                     if member && !transition.synced.contains(&self.node_id) {
@@ -296,6 +315,11 @@ impl AntiEntropy {
             self.hand_off(state, &mut round).await;
         }
         round
+    }
+
+    /// Whether this node is rebuilding an emptied data directory.
+    fn rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::Relaxed)
     }
 
     /// The replicas of either layout, but this node, that are not `down`.

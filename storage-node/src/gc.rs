@@ -242,7 +242,7 @@ impl Collector {
             }
             let manifest: PartManifest = decode(&row.value)?;
             let count = (manifest.chunk_sha256.len() / 64) as u32;
-            if self.delete_chunks(state, chunk_set, part, count).await? {
+            if self.delete_chunks(chunk_set, part, count).await? {
                 self.note(|r| r.manifests_collected += 1);
                 tombstones.push(row);
             }
@@ -262,7 +262,7 @@ impl Collector {
             let orphan: OrphanChunks = decode(&row.value)?;
             if self.manifest_anywhere(state, bucket, orphan.chunk_set, orphan.part).await? {
                 tombstones.push(row);
-            } else if self.delete_chunks(state, orphan.chunk_set, orphan.part, orphan.count).await? {
+            } else if self.delete_chunks(orphan.chunk_set, orphan.part, orphan.count).await? {
                 self.note(|r| r.orphans_collected += 1);
                 tombstones.push(row);
             }
@@ -270,14 +270,46 @@ impl Collector {
         if !tombstones.is_empty() {
             self.write_tombstones(owners, tombstones).await?;
         }
-        self.purge_tombstones(bucket.bucket_id, shard, owners, cutoff).await?;
+        self.purge_tombstones(state, bucket, shard, owners, cutoff).await?;
         Ok(true)
+    }
+
+    /// Whether every node that is not an owner of the shard (removed, evicted, or holding it
+    /// from an earlier layout) answers and holds none of its rows: a tombstone is purged only
+    /// then, or an older row such a node still has could come back through a hand-off or a
+    /// pull.
+    async fn others_hold_nothing(
+        &self,
+        state: &ClusterState,
+        bucket: &BucketInfo,
+        shard: u16,
+        owners: &[NodeInfo],
+    ) -> bool {
+        for node in state.nodes.values().filter(|n| !owners.iter().any(|o| o.node_id == n.node_id)) {
+            for prefix in manifest::shard_prefixes(bucket.bucket_id, shard) {
+                match self.client.meta_digest(&node.rpc_addr, &prefix).await {
+                    Ok(digest) if digest.rows == 0 => {}
+                    _ => return false,
+                }
+            }
+        }
+        true
     }
 
     /// The chunk sets the shard's current objects and open uploads use, or `None` when a part
     /// table an object names is missing here (its rows are still arriving).
     async fn chunk_sets_in_use(&self, bucket_id: Uuid, shard: u16) -> Result<Option<HashSet<Uuid>>, GcError> {
         let mut live = HashSet::new();
+        // Uploads before objects: a completion (object row, part table and upload tombstone in
+        // one batch) landing between the two scans shows up in one of them either way.
+        let uploads = self.live_uploads(bucket_id, shard).await?;
+        for row in self.rows(RowKind::UploadPart, bucket_id, shard).await? {
+            if row.tombstone || upload_of_part(&row.key).is_none_or(|u| !uploads.contains(&u)) {
+                continue;
+            }
+            let part: UploadPartRecord = decode(&row.value)?;
+            live.insert(part.part.chunk_set);
+        }
         for row in self.rows(RowKind::Object, bucket_id, shard).await? {
             if row.tombstone {
                 continue;
@@ -292,14 +324,6 @@ impl Collector {
                     live.extend(table.parts.iter().map(|p| p.chunk_set));
                 }
             }
-        }
-        let uploads = self.live_uploads(bucket_id, shard).await?;
-        for row in self.rows(RowKind::UploadPart, bucket_id, shard).await? {
-            if row.tombstone || upload_of_part(&row.key).is_none_or(|u| !uploads.contains(&u)) {
-                continue;
-            }
-            let part: UploadPartRecord = decode(&row.value)?;
-            live.insert(part.part.chunk_set);
         }
         Ok(Some(live))
     }
@@ -335,15 +359,17 @@ impl Collector {
 
     /// Deletes chunks `0..count` of a chunk set part on every replica of their partitions;
     /// true when every replica answered.
-    async fn delete_chunks(
-        &self,
-        state: &ClusterState,
-        chunk_set: Uuid,
-        part: u32,
-        count: u32,
-    ) -> Result<bool, GcError> {
+    async fn delete_chunks(&self, chunk_set: Uuid, part: u32, count: u32) -> Result<bool, GcError> {
         for index in 0..count {
             let id = ChunkId { chunk_set, part, index };
+            // The latest layout: a move that started since the pass began stops it, since new
+            // holders may be copying.
+            let state = self.state.borrow().clone();
+            if state.transition.is_some() {
+                return Ok(false);
+            }
+            // Every holder records the deletion, whether it has the chunk or not, so that a
+            // copy in flight to it is dropped when it lands.
             for holder in state.replica_nodes(&id.placement_key()) {
                 if self.peers.state(&holder.node_id) == NodeState::Down {
                     return Ok(false);
@@ -375,34 +401,39 @@ impl Collector {
     /// Removes tombstones older than `cutoff` from every owner (each still holding the same one).
     async fn purge_tombstones(
         &self,
-        bucket_id: Uuid,
+        state: &ClusterState,
+        bucket: &BucketInfo,
         shard: u16,
         owners: &[NodeInfo],
         cutoff: u64,
     ) -> Result<(), GcError> {
-        for prefix in manifest::shard_prefixes(bucket_id, shard) {
+        let mut old = Vec::new();
+        for prefix in manifest::shard_prefixes(bucket.bucket_id, shard) {
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let page = self.meta.scan(prefix.clone(), after.clone(), PAGE_ROWS).await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
                 let full = page.len() >= PAGE_ROWS;
-                let old: Vec<Row> = page
-                    .into_iter()
-                    .filter(|row| row.tombstone && row.timestamp.physical_ms < cutoff)
-                    .map(|row| Row { value: Vec::new(), ..row })
-                    .collect();
-                if !old.is_empty() {
-                    for owner in owners {
-                        self.client.purge_rows(&owner.rpc_addr, &old).await?;
-                    }
-                    self.note(|r| r.tombstones_purged += old.len() as u64);
-                }
+                old.extend(
+                    page.into_iter()
+                        .filter(|row| row.tombstone && row.timestamp.physical_ms < cutoff)
+                        .map(|row| Row { value: Vec::new(), ..row }),
+                );
                 if !full {
                     break;
                 }
             }
         }
+        if old.is_empty() || !self.others_hold_nothing(state, bucket, shard, owners).await {
+            return Ok(());
+        }
+        for batch in old.chunks(PAGE_ROWS) {
+            for owner in owners {
+                self.client.purge_rows(&owner.rpc_addr, batch).await?;
+            }
+        }
+        self.note(|r| r.tombstones_purged += old.len() as u64);
         Ok(())
     }
 

@@ -66,6 +66,10 @@ pub struct NodeConfig {
     pub gc: GcConfig,
 }
 
+/// File in the data directory whose presence says the node has not pulled its partitions
+/// since it started with an empty data directory.
+const REBUILD_MARKER: &str = "REBUILDING";
+
 /// What the node remembers about itself across restarts.
 #[derive(Serialize, Deserialize)]
 struct NodeIdentity {
@@ -79,8 +83,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let (node_id, fresh) = node_identity(&config.data_dir, config.node_id.as_deref())?;
-    if fresh {
+    let rebuild_marker = config.data_dir.join(REBUILD_MARKER);
+    let (node_id, fresh) = node_identity(&config.data_dir, config.node_id.as_deref(), &rebuild_marker)?;
+    let rebuilding = fresh || rebuild_marker.exists();
+    if rebuilding {
         tracing::info!(%node_id, "empty data directory: no reads until this node has pulled its partitions");
     }
     let chunks = ChunkStore::open(&config.data_dir.join("chunks"), config.reserve_bytes)?;
@@ -135,7 +141,8 @@ pub async fn run(
         chunks,
         meta,
         recovering,
-        rebuilding: Arc::new(AtomicBool::new(fresh)),
+        rebuilding: Arc::new(AtomicBool::new(rebuilding)),
+        rebuild_marker,
         sync: Arc::default(),
         gc: Arc::default(),
         audit,
@@ -209,7 +216,7 @@ async fn seed_has_cluster(client: &NodeClient, seed: &str) -> bool {
 
 /// Reads the node id kept in the data directory, or records the given or a new one; true when
 /// the directory had none (a new or emptied data directory).
-fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<(String, bool)> {
+fn node_identity(data_dir: &Path, requested: Option<&str>, rebuild_marker: &Path) -> anyhow::Result<(String, bool)> {
     let path = data_dir.join("node.json");
     if let Ok(bytes) = std::fs::read(&path) {
         let identity: NodeIdentity = serde_json::from_slice(&bytes).context("reading node.json")?;
@@ -225,6 +232,8 @@ fn node_identity(data_dir: &Path, requested: Option<&str>) -> anyhow::Result<(St
     let node_id = requested
         .map(str::to_owned)
         .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    // Marked before the identity is written: a crash in between still finds the marker.
+    std::fs::write(rebuild_marker, b"")?;
     let identity = NodeIdentity { format: 1, node_id: node_id.clone() };
     let tmp = data_dir.join("node.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&identity)?)?;

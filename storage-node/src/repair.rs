@@ -1,7 +1,6 @@
 //! The repair queue: chunks this node should hold a good copy of and may not.
 //!
-//! The scrubber queues the chunks it quarantined, the read path the chunks it found corrupt,
-//! anti-entropy the chunks it found missing. A worker takes each queued chunk when it is due:
+//! The scrubber and the read path queue the chunks they found corrupt. A worker takes each queued chunk when it is due:
 //! if the node no longer holds the chunk's partition there is nothing to do; otherwise it
 //! checks the local copy (a chunk queued as suspect may be fine), sets a bad one aside, and
 //! copies the chunk from another replica, proving the copy before storing it: its SHA-256 must
@@ -42,6 +41,9 @@ pub enum RepairError {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] ChunkError),
+    /// Garbage collection deleted the chunk: it is not wanted back.
+    #[error("the chunk was garbage-collected")]
+    Collected,
 }
 
 /// Counters of the repair queue, as node status reports them.
@@ -105,16 +107,6 @@ impl RepairQueue {
     /// Queues a chunk whose local copy may be bad (a read found it corrupt).
     pub fn push(&self, id: ChunkId) {
         self.insert(id, false, None);
-    }
-
-    /// Queues a chunk whose bad copy was set aside; `expected` is what its header promised.
-    pub fn push_quarantined(&self, id: ChunkId, expected: Option<[u8; 32]>) {
-        self.insert(id, true, expected);
-    }
-
-    /// Queues a chunk this node lacks; `expected` is its manifest's SHA-256.
-    pub fn push_missing(&self, id: ChunkId, expected: [u8; 32]) {
-        self.insert(id, false, Some(expected));
     }
 
     fn insert(&self, id: ChunkId, corrupt: bool, expected: Option<[u8; 32]>) {
@@ -285,23 +277,41 @@ impl Repairer {
                 Err(e) => return Err(e.into()),
             }
         }
-        fetch_verified_copy(&self.client, &self.chunks, &self.peers, id, &holders, &self.node_id, item.expected)
-            .await?;
-        Ok(Outcome::Done { fetched: true })
+        let copied = fetch_verified_copy(
+            &self.client,
+            &self.chunks,
+            &self.meta,
+            &self.peers,
+            id,
+            &holders,
+            &self.node_id,
+            item.expected,
+        )
+        .await;
+        match copied {
+            Ok(_) => Ok(Outcome::Done { fetched: true }),
+            Err(RepairError::Collected) => Ok(Outcome::NotOurs),
+            Err(e) => Err(e),
+        }
     }
 }
 
 /// Copies chunk `id` from the first other holder whose copy proves good (its SHA-256 matches
 /// that holder's header and `expected`, when given) into `chunks`; returns its length.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_verified_copy(
     client: &NodeClient,
     chunks: &ChunkStore,
+    meta: &crate::meta_store::MetaStore,
     peers: &FailureDetector,
     id: ChunkId,
     holders: &[NodeInfo],
     me: &str,
     expected: Option<[u8; 32]>,
 ) -> Result<u64, RepairError> {
+    if crate::gc::is_collected(meta, id).await {
+        return Err(RepairError::Collected);
+    }
     let others: Vec<NodeInfo> = holders.iter().filter(|n| n.node_id != me).cloned().collect();
     let mut why = String::from("no other replica");
     for holder in peers.read_order(others) {
@@ -331,6 +341,11 @@ pub async fn fetch_verified_copy(
         }
         let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
         chunks.put(id, actual, body).await?;
+        // A collection that ran while the copy travelled recorded the chunk first: drop it.
+        if crate::gc::is_collected(meta, id).await {
+            chunks.delete(id).await?;
+            return Err(RepairError::Collected);
+        }
         return Ok(actual.len);
     }
     Err(RepairError::NoGoodCopy(why))

@@ -2,8 +2,8 @@
 //!
 //! A pass walks the fan-out leaves in order and, in each, the chunks in id order, reading each
 //! whole (header, length, CRC-32C) and hashing its payload against the SHA-256 in its header.
-//! A copy that fails is set aside in the store's quarantine and queued for repair, which
-//! replaces it with a proved copy from another replica. Reads are paced so that the pass never
+//! A copy that fails is queued for repair, which checks it again, sets it aside in the store's
+//! quarantine and replaces it with a proved copy from another replica. Reads are paced so that the pass never
 //! reads faster than the configured rate; a pass starts a period after the previous one
 //! started (or at once when asked). Where the pass stands and what it found are saved in
 //! `scrub.json` every few seconds, so a restarted node resumes its pass instead of starting
@@ -134,6 +134,8 @@ pub struct Scrubber {
     config: ScrubConfig,
     path: PathBuf,
     progress: Mutex<ScrubProgress>,
+    /// Held while `scrub.json` is written, so two saves never interleave.
+    saving: Mutex<()>,
     /// Bumped by every command, so a running pass notices.
     commands: AtomicU64,
     wake: Notify,
@@ -150,7 +152,10 @@ impl Scrubber {
     ) -> anyhow::Result<Arc<Self>> {
         let path = data_dir.join(STATE_FILE);
         let progress = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "unreadable scrub progress: starting over");
+                ScrubProgress::default()
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ScrubProgress::default(),
             Err(e) => return Err(e.into()),
         };
@@ -161,6 +166,7 @@ impl Scrubber {
             config,
             path,
             progress: Mutex::new(progress),
+            saving: Mutex::new(()),
             commands: AtomicU64::new(0),
             wake: Notify::new(),
         }))
@@ -300,14 +306,10 @@ impl Scrubber {
             // Deleted since the leaf was listed.
             Err(ChunkError::NotFound { .. }) => 0,
             Err(ChunkError::Corrupt { reason, .. }) => {
+                // The repair worker checks it again, sets it aside and counts it: one place
+                // quarantines, so a copy it already replaced is never set aside by mistake.
                 tracing::error!(chunk = %id.to_hex(), reason, "scrubber found a corrupt chunk");
-                self.lock().corruptions_found += 1;
-                match self.chunks.quarantine(id).await {
-                    Ok(aside) => {
-                        self.repairs.push_quarantined(id, aside.and_then(|q| q.digest).map(|d| d.sha256));
-                    }
-                    Err(e) => tracing::error!(chunk = %id.to_hex(), error = %e, "could not set a corrupt chunk aside"),
-                }
+                self.repairs.push(id);
                 0
             }
             Err(e) => {
@@ -344,6 +346,7 @@ impl Scrubber {
 
     /// Writes the progress durably (temp file, fsync, rename).
     fn save(&self) -> std::io::Result<()> {
+        let _saving = self.saving.lock().unwrap_or_else(PoisonError::into_inner);
         self.collect_repairs();
         let bytes = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");

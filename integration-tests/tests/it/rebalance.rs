@@ -139,5 +139,18 @@ async fn adding_then_removing_a_node_moves_data_under_load() -> anyhow::Result<(
     // With node-2 stopped, everything is still there.
     cluster.kill_node(1);
     check_objects(&s3, &objects).await?;
+
+    // Added again, it takes a share of the partitions back.
+    cluster.restart_node(1)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = run_admin(&cluster, &["node", "add", &addrs[1]]) {
+        anyhow::ensure!(Instant::now() < deadline, "adding node-2 back kept failing: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let layout = cluster.admin_json(&["node", "list"])?;
+    let back = layout["nodes"].as_array().and_then(|n| n.iter().find(|n| n["node_id"] == "node-2")).cloned();
+    assert_eq!(back.map(|n| n["membership"].clone()), Some("active".into()), "{layout}");
+    wait_until_placed(&cluster, &addrs).await?;
+    check_objects(&s3, &objects).await?;
     Ok(())
 }

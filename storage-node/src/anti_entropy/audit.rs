@@ -141,6 +141,7 @@ impl AntiEntropy {
             let copied = repair::fetch_verified_copy(
                 &self.client,
                 &self.chunks,
+                &self.meta,
                 &self.peers,
                 id,
                 &holders,
@@ -150,6 +151,7 @@ impl AntiEntropy {
             .await;
             match copied {
                 Ok(_) => fetched += 1,
+                Err(repair::RepairError::Collected) => {}
                 Err(e) => {
                     tracing::warn!(chunk = %id.to_hex(), error = %e, "no replica could supply a missed chunk");
                     missing += 1;

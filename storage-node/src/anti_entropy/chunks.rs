@@ -53,7 +53,7 @@ impl AntiEntropy {
                     }
                 }
             }
-            if !replicas.enough(&self.node_id, &synced) {
+            if !replicas.enough(&self.node_id, self.rebuilding(), &synced) {
                 round.remaining += 1;
                 round.incomplete();
             }
@@ -86,6 +86,7 @@ impl AntiEntropy {
                 match repair::fetch_verified_copy(
                     &self.client,
                     &self.chunks,
+                    &self.meta,
                     &self.peers,
                     id,
                     holders,
@@ -99,6 +100,7 @@ impl AntiEntropy {
                         round.bytes += bytes;
                         pace.wait(bytes).await;
                     }
+                    Err(repair::RepairError::Collected) => {}
                     Err(e) => {
                         tracing::warn!(peer = %peer.node_id, chunk = %id.to_hex(), error = %e, "could not copy a chunk");
                         complete = false;

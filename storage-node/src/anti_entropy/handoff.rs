@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::{AntiEntropy, PULL_PAGE_ROWS, Round, SyncError};
-use crate::chunk_store::{LEAF_COUNT, LeafSummary, leaves_of_partition};
+use crate::chunk_store::{ChunkId, LEAF_COUNT, LeafSummary, leaves_of_partition};
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::NodeState;
 use crate::manifest;
@@ -55,8 +55,9 @@ impl AntiEntropy {
         }
     }
 
-    /// Pushes this node's rows under `prefix` to every owner, then deletes them here; false
-    /// when an owner is down (nothing is deleted then).
+    /// Pushes this node's rows under `prefix` to every owner, then deletes exactly the rows
+    /// pushed (a row written since stays for the next round); false when an owner is down
+    /// (nothing is deleted then).
     async fn hand_off_rows(&self, prefix: &[u8], owners: &[NodeInfo]) -> Result<bool, SyncError> {
         if self.meta.scan(prefix.to_vec(), None, 1).await?.is_empty() {
             return Ok(true);
@@ -64,39 +65,28 @@ impl AntiEntropy {
         if owners.iter().any(|n| self.peers.state(&n.node_id) == NodeState::Down) {
             return Ok(false);
         }
-        let ours = self.meta.digest(prefix.to_vec()).await?;
-        for owner in owners {
-            if self.client.meta_digest(&owner.rpc_addr, prefix).await? == ours {
-                continue;
-            }
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let rows = self.meta.scan(prefix.to_vec(), after.clone(), PULL_PAGE_ROWS).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some(last.key.clone());
-                let full = rows.len() >= PULL_PAGE_ROWS;
-                self.client.put_rows(&owner.rpc_addr, &rows).await?;
-                if !full {
-                    break;
-                }
-            }
-        }
-        let mut removed = 0;
+        let mut rows = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
         loop {
-            let rows = self.meta.scan(prefix.to_vec(), None, PULL_PAGE_ROWS).await?;
-            if rows.is_empty() {
+            let page = self.meta.scan(prefix.to_vec(), after.clone(), PULL_PAGE_ROWS).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            let full = page.len() >= PULL_PAGE_ROWS;
+            rows.extend(page);
+            if !full {
                 break;
             }
-            let keys = rows.into_iter().map(|row| (row.key, row.timestamp)).collect();
-            let gone = self.meta.remove_unchanged(keys).await?;
-            removed += gone;
-            if gone == 0 {
-                // Rows written since the push: the next round pushes them first.
-                return Ok(false);
+        }
+        for owner in owners {
+            for page in rows.chunks(PULL_PAGE_ROWS) {
+                self.client.put_rows(&owner.rpc_addr, page).await?;
             }
         }
+        let pushed: Vec<_> = rows.into_iter().map(|row| (row.key, row.timestamp)).collect();
+        let total = pushed.len();
+        let removed = self.meta.remove_unchanged(pushed).await?;
         tracing::info!(rows = removed, "handed off metadata rows this node no longer holds");
-        Ok(true)
+        Ok(removed == total)
     }
 
     /// Pushes this node's chunks in `leaves` to every owner lacking them, then deletes them
@@ -106,20 +96,23 @@ impl AntiEntropy {
             return Ok(false);
         }
         let ours = self.chunks.leaf_summaries(leaves.clone());
-        let mut moved = 0;
+        let (mut moved, mut kept) = (0, 0);
         for (leaf, summary) in leaves.zip(ours) {
             if summary.count == 0 {
                 continue;
             }
             let ids = self.chunks.leaf_ids(leaf).await?;
+            // A chunk leaves only once every owner has it (or collected it as garbage).
+            let mut everywhere: HashSet<ChunkId> = ids.iter().copied().collect();
             for owner in owners {
                 let theirs: HashSet<_> = self.client.chunk_leaf(&owner.rpc_addr, leaf).await?.into_iter().collect();
                 for id in ids.iter().filter(|id| !theirs.contains(id)) {
                     let (header, bytes) = match self.chunks.get_with_header(*id).await {
                         Ok(chunk) => chunk,
-                        // A bad copy is not worth moving; the owners' own replicas count.
                         Err(e) => {
-                            tracing::warn!(chunk = %id.to_hex(), error = %e, "not handing off an unreadable chunk");
+                            // Kept here: a bad copy goes through the scrubber and repair.
+                            tracing::warn!(chunk = %id.to_hex(), error = %e, "could not hand off a chunk");
+                            everywhere.remove(id);
                             continue;
                         }
                     };
@@ -132,13 +125,17 @@ impl AntiEntropy {
                 }
             }
             for id in ids {
-                self.chunks.delete(id).await?;
-                moved += 1;
+                if everywhere.contains(&id) {
+                    self.chunks.delete(id).await?;
+                    moved += 1;
+                } else {
+                    kept += 1;
+                }
             }
         }
         if moved > 0 {
             tracing::info!(chunks = moved, "handed off chunks this node no longer holds");
         }
-        Ok(true)
+        Ok(kept == 0)
     }
 }

@@ -36,7 +36,7 @@ impl AntiEntropy {
                         }
                     }
                 }
-                if !replicas.enough(&self.node_id, &synced) {
+                if !replicas.enough(&self.node_id, self.rebuilding(), &synced) {
                     round.incomplete();
                 }
             }

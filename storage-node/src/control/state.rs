@@ -240,6 +240,11 @@ pub enum Command {
         /// The node.
         node_id: String,
     },
+    /// Put a removed or evicted node back in the layout (operator).
+    RestoreNode {
+        /// The node.
+        node_id: String,
+    },
     /// Take a node that stayed down past the grace period out of the layout (leader).
     EvictNode {
         /// The node.
@@ -419,6 +424,7 @@ impl ClusterState {
             }
             Command::RemoveNode { node_id } => self.set_membership(node_id, Membership::Removed),
             Command::EvictNode { node_id } => self.set_membership(node_id, Membership::Evicted),
+            Command::RestoreNode { node_id } => self.set_membership(node_id, Membership::Active),
             Command::LayoutSynced { node_id, version } => {
                 let members: BTreeSet<&String> = self.layout.nodes.iter().collect();
                 if let Some(transition) = self.transition.as_mut()
@@ -526,7 +532,7 @@ impl ClusterState {
             return CommandResult::Ok;
         }
         let active = self.nodes.values().filter(|n| n.membership == Membership::Active).count();
-        if active <= 1 {
+        if membership != Membership::Active && active <= 1 {
             return CommandResult::Rejected("the last active node cannot leave the layout".into());
         }
         if let Some(node) = self.nodes.get_mut(node_id) {
@@ -724,9 +730,12 @@ mod tests {
         assert!(transition.synced.is_empty(), "the new layout needs new reports");
         assert!(!s.layout.nodes.contains(&"b".to_string()));
         assert_eq!(s.nodes["b"].membership, Membership::Removed);
-        // A removed node announcing itself stays out; an evicted one comes back.
+        // A removed node announcing itself stays out until an operator restores it; an evicted
+        // one comes back by itself.
         s.apply(&Command::AddNode(node("b", "b:1", "b")));
         assert!(!s.layout.nodes.contains(&"b".to_string()));
+        s.apply(&Command::RestoreNode { node_id: "b".into() });
+        assert!(s.layout.nodes.contains(&"b".to_string()));
         s.apply(&Command::EvictNode { node_id: "d".into() });
         assert!(!s.layout.nodes.contains(&"d".to_string()));
         s.apply(&Command::AddNode(node("d", "d:1", "d")));

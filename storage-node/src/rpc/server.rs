@@ -36,6 +36,8 @@ pub struct DataPlane {
     /// Set while a node that started with an empty data directory has not pulled its
     /// partitions yet: it must not serve reads.
     pub rebuilding: Arc<std::sync::atomic::AtomicBool>,
+    /// File whose presence says the node is rebuilding (it survives a restart mid-rebuild).
+    pub rebuild_marker: std::path::PathBuf,
     /// Where anti-entropy stands.
     pub sync: Arc<std::sync::Mutex<crate::anti_entropy::SyncReport>>,
     /// What garbage collection did.
