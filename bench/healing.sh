@@ -57,7 +57,7 @@ PY
 # 1. Scrub throughput at the default throttle.
 started_ms=$(python3 -c 'import time; print(int(time.time() * 1000))')
 "$cairn" admin scrub start --node node-1 >/dev/null
-wait_for "d[0]['report']['progress'].get('last_pass_completed_ms') or 0 > $started_ms" scrub status --node node-1 >/dev/null
+wait_for "(d[0]['report']['progress'].get('last_pass_completed_ms') or 0) > $started_ms" scrub status --node node-1 >/dev/null
 "$cairn" admin scrub status --node node-1 --json | python3 -c '
 import json, sys
 p = json.load(sys.stdin)[0]["report"]
@@ -82,7 +82,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
   --secret-file "$work/cluster/cluster.secret" >"$work/cluster/node-4.log" 2>&1 &
 pids+=($!)
 until "$cairn" admin node add "127.0.0.1:$port" >/dev/null 2>&1; do sleep 0.1; done
-secs=$(wait_for "len(d['nodes']) == 4 and all(n['status'] and n['status']['sync']['moving'] is False and n['status']['sync']['partitions_remaining'] == 0 and n['status']['sync']['handoff_pending'] == 0 for n in d['nodes'])" status)
+t0=$(date +%s.%N)
+version=$("$cairn" admin node list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+# Over once every node ran a round under the new layout with nothing left to pull or hand off.
+wait_for "len(d['nodes']) == 4 and all(n['status'] and n['status']['sync']['layout_version'] >= $version and n['status']['sync']['moving'] is False and n['status']['sync']['partitions_remaining'] == 0 and n['status']['sync']['handoff_pending'] == 0 for n in d['nodes'])" status >/dev/null
+secs=$(python3 -c "import time; print(f'{time.time() - $t0:.2f}')")
 "$cairn" admin status --json | python3 -c "
 import json, sys
 nodes = json.load(sys.stdin)['nodes']

@@ -178,7 +178,8 @@ pub struct AntiEntropy {
     rebuild_marker: std::path::PathBuf,
     audit: Arc<ChunkAudit>,
     report: Arc<Mutex<SyncReport>>,
-    transfer_rate: u64,
+    /// Paces every chunk copied, across rounds.
+    pace: tokio::sync::Mutex<Pace>,
     synced_layouts: mpsc::UnboundedSender<u64>,
     wake: Notify,
 }
@@ -209,7 +210,7 @@ impl AntiEntropy {
             rebuild_marker: data.rebuild_marker.clone(),
             audit: data.audit.clone(),
             report: data.sync.clone(),
-            transfer_rate,
+            pace: tokio::sync::Mutex::new(Pace::new(transfer_rate)),
             synced_layouts,
             wake: Notify::new(),
         })
@@ -306,9 +307,9 @@ impl AntiEntropy {
 
     async fn round(&self, state: &ClusterState) -> Round {
         let mut round = Round { complete: true, ..Round::default() };
-        let mut pace = Pace::new(self.transfer_rate);
-        self.audit_chunks(state, &mut round).await;
-        self.sync_metadata(state, &mut round).await;
+        let mut pace = self.pace.lock().await;
+        self.audit_chunks(state, &mut round, &mut pace).await;
+        self.sync_metadata(state, &mut round, &mut pace).await;
         self.sync_chunks(state, &mut round, &mut pace).await;
         // Data moves out only once every node of the layout has pulled what it gained.
         if state.transition.is_none() {

@@ -66,6 +66,10 @@ pub struct NodeConfig {
     pub gc: GcConfig,
 }
 
+/// Bound on one RPC of the background workers (anti-entropy, repair, garbage collection): long
+/// enough for a 64 MiB chunk at 7 MB/s.
+const BACKGROUND_RPC_TIMEOUT_MS: u64 = 10_000;
+
 /// File in the data directory whose presence says the node has not pulled its partitions
 /// since it started with an empty data directory.
 const REBUILD_MARKER: &str = "REBUILDING";
@@ -110,6 +114,16 @@ pub async fn run(
     };
     let client =
         NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
+    // Background workers give up on a peer sooner: a round stuck on a peer that hangs before
+    // the detector marks it down would hold back everything else the round does.
+    let background = NodeClient::new(
+        config.secret.clone(),
+        &ClientConfig {
+            routes: config.routes.clone(),
+            rpc_timeout_ms: BACKGROUND_RPC_TIMEOUT_MS,
+            ..Default::default()
+        },
+    );
     let control_config = ControlConfig::new(info, config.data_dir.join("control.redb"));
     let control = ControlPlane::start(control_config, RpcTransport(client.clone())).await?;
 
@@ -128,7 +142,7 @@ pub async fn run(
         node_id: node_id.clone(),
         chunks: chunks.clone(),
         meta: meta.clone(),
-        client: client.clone(),
+        client: background.clone(),
         state: control.state(),
         peers: peers.clone(),
         queue: repairs.clone(),
@@ -150,8 +164,14 @@ pub async fn run(
         scrubber,
     });
     let (synced_tx, synced_rx) = tokio::sync::mpsc::unbounded_channel();
-    let anti_entropy =
-        AntiEntropy::new(&data, client.clone(), control.state(), peers.clone(), config.transfer_rate_bytes, synced_tx);
+    let anti_entropy = AntiEntropy::new(
+        &data,
+        background.clone(),
+        control.state(),
+        peers.clone(),
+        config.transfer_rate_bytes,
+        synced_tx,
+    );
     tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
     tokio::spawn(membership::report_synced_layouts(control.clone(), synced_rx));
     tokio::spawn(membership::rejoin_after_eviction(control.clone()));
@@ -159,7 +179,7 @@ pub async fn run(
         node_id.clone(),
         crate::control::raft_id(&node_id),
         data.meta.clone(),
-        client.clone(),
+        background,
         control.state(),
         peers.clone(),
         config.gc,

@@ -10,6 +10,7 @@ use crate::chunk_store::{ChunkError, ChunkId};
 use crate::control::ClusterState;
 use crate::manifest::{self, PartManifest, RowKind};
 use crate::meta_store::Row;
+use crate::pace::Pace;
 use crate::repair;
 
 /// Part manifests whose chunks this node must check it holds: a manifest row can arrive while
@@ -60,7 +61,7 @@ fn is_manifest(row: &Row) -> bool {
 impl AntiEntropy {
     /// Checks that this node holds the chunks of the manifests queued since the last round (or,
     /// after a restart or an overflow, of every manifest it holds), fetching what it lacks.
-    pub(super) async fn audit_chunks(&self, state: &ClusterState, round: &mut Round) {
+    pub(super) async fn audit_chunks(&self, state: &ClusterState, round: &mut Round, pace: &mut Pace) {
         let (sweep, mut keys) = self.audit.take();
         if sweep {
             keys.clear();
@@ -95,9 +96,7 @@ impl AntiEntropy {
                     continue;
                 }
             };
-            let (fetched, missing) = self.fetch_chunks(state, &row).await;
-            round.chunks += fetched;
-            if missing > 0 {
+            if self.fetch_chunks(state, &row, round, pace).await > 0 {
                 retry.push(key);
             }
         }
@@ -107,16 +106,22 @@ impl AntiEntropy {
         }
     }
 
-    /// Fetches the chunks of a part manifest that this node should hold and lacks; returns how
-    /// many were fetched and how many could not be (no replica supplied a copy matching the
+    /// Fetches the chunks of a part manifest that this node should hold and lacks (counted in
+    /// `round`); returns how many could not be (no replica supplied a copy matching the
     /// manifest, or the local store failed): only that manifest then waits for the next round.
-    pub(super) async fn fetch_chunks(&self, state: &ClusterState, row: &Row) -> (usize, usize) {
-        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return (0, 0) };
+    pub(super) async fn fetch_chunks(
+        &self,
+        state: &ClusterState,
+        row: &Row,
+        round: &mut Round,
+        pace: &mut Pace,
+    ) -> usize {
+        let Some((chunk_set, part)) = manifest::part_manifest_chunk_set(&row.key) else { return 0 };
         let Ok(part_manifest) = manifest::decode_record::<PartManifest>(&row.value) else {
             tracing::warn!("undecodable part manifest pulled by anti-entropy");
-            return (0, 0);
+            return 0;
         };
-        let (mut fetched, mut missing) = (0, 0);
+        let mut missing = 0;
         let digests = part_manifest.chunk_sha256.as_bytes().chunks(64);
         for (index, expected) in digests.enumerate() {
             let id = ChunkId { chunk_set, part, index: index as u32 };
@@ -150,7 +155,11 @@ impl AntiEntropy {
             )
             .await;
             match copied {
-                Ok(_) => fetched += 1,
+                Ok(bytes) => {
+                    round.chunks += 1;
+                    round.bytes += bytes;
+                    pace.wait(bytes).await;
+                }
                 Err(repair::RepairError::Collected) => {}
                 Err(e) => {
                     tracing::warn!(chunk = %id.to_hex(), error = %e, "no replica could supply a missed chunk");
@@ -158,6 +167,6 @@ impl AntiEntropy {
                 }
             }
         }
-        (fetched, missing)
+        missing
     }
 }

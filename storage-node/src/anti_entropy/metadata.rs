@@ -5,11 +5,12 @@ use super::{APPLY_BATCH_BYTES, AntiEntropy, PULL_PAGE_ROWS, Round, SyncError};
 use crate::control::{ClusterState, NodeInfo};
 use crate::manifest::{self, RowKind};
 use crate::meta_store::{MetaError, Row, RowsDigest};
+use crate::pace::Pace;
 
 impl AntiEntropy {
     /// Syncs every shard whose metadata partition this node holds with the other replicas (of
     /// both layouts while a move is in progress).
-    pub(super) async fn sync_metadata(&self, state: &ClusterState, round: &mut Round) {
+    pub(super) async fn sync_metadata(&self, state: &ClusterState, round: &mut Round, pace: &mut Pace) {
         for bucket in state.buckets.values() {
             for shard in 0..bucket.index_shards {
                 let placement = manifest::metadata_placement_key(bucket.bucket_id, shard);
@@ -29,7 +30,7 @@ impl AntiEntropy {
                 };
                 let mut synced = Vec::new();
                 for peer in self.reachable_peers(&replicas) {
-                    match self.sync_shard(state, &peer, &ours, round).await {
+                    match self.sync_shard(state, &peer, &ours, round, pace).await {
                         Ok(()) => synced.push(peer.node_id),
                         Err(e) => {
                             tracing::warn!(peer = %peer.node_id, bucket = %bucket.name, shard, error = %e, "anti-entropy failed");
@@ -60,6 +61,7 @@ impl AntiEntropy {
         peer: &NodeInfo,
         ours: &[(Vec<u8>, RowsDigest)],
         round: &mut Round,
+        pace: &mut Pace,
     ) -> Result<(), SyncError> {
         for (prefix, ours) in ours {
             let theirs = self.client.meta_digest(&peer.rpc_addr, prefix).await?;
@@ -79,13 +81,10 @@ impl AntiEntropy {
                     let is_manifest = row.key.first() == Some(&(RowKind::PartManifest as u8)) && !row.tombstone;
                     if is_manifest
                         && self.meta.get(row.key.clone()).await?.is_none_or(|ours| ours.timestamp < row.timestamp)
+                        && self.fetch_chunks(state, &row, round, pace).await > 0
                     {
-                        let (fetched, missing) = self.fetch_chunks(state, &row).await;
-                        round.chunks += fetched;
-                        if missing > 0 {
-                            round.complete = false;
-                            continue;
-                        }
+                        round.complete = false;
+                        continue;
                     }
                     ready.push(row);
                 }
