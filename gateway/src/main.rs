@@ -13,7 +13,7 @@ use cairn_storage_node::control::ClusterSettings;
 use cairn_storage_node::failure_detector::{
     DEFAULT_DOWN_AFTER, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, DEFAULT_SUSPECT_AFTER, DetectorConfig,
 };
-use cairn_storage_node::gc::{DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_MS, GcConfig};
+use cairn_storage_node::gc::{DEFAULT_GC_GRACE_SECS, DEFAULT_GC_INTERVAL_MS, DEFAULT_MULTIPART_EXPIRY_SECS, GcConfig};
 use cairn_storage_node::node::{self, DEFAULT_RESERVE_BYTES};
 use cairn_storage_node::placement::{DEFAULT_PARTITION_COUNT, DEFAULT_REPLICATION_FACTOR};
 use cairn_storage_node::rpc::auth::ClusterSecret;
@@ -145,6 +145,10 @@ struct NodeArgs {
     /// tombstones purged).
     #[arg(long, env = "CAIRN_GC_GRACE_SECS", default_value_t = DEFAULT_GC_GRACE_SECS)]
     gc_grace_secs: u64,
+    /// Seconds after which an open multipart upload is aborted and its parts collected (0:
+    /// never).
+    #[arg(long, env = "CAIRN_MULTIPART_EXPIRY_SECS", default_value_t = DEFAULT_MULTIPART_EXPIRY_SECS)]
+    multipart_expiry_secs: u64,
     /// Milliseconds between two garbage-collection passes.
     #[arg(long, env = "CAIRN_GC_INTERVAL_MS", default_value_t = DEFAULT_GC_INTERVAL_MS)]
     gc_interval_ms: u64,
@@ -487,6 +491,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 gc: GcConfig {
                     grace: Duration::from_secs(args.gc_grace_secs),
                     interval: Duration::from_millis(args.gc_interval_ms.max(1)),
+                    multipart_expiry: (args.multipart_expiry_secs > 0)
+                        .then(|| Duration::from_secs(args.multipart_expiry_secs)),
                 },
                 scrub: ScrubConfig {
                     rate_bytes_per_sec: args.scrub_rate_mib.saturating_mul(1024 * 1024),

@@ -38,6 +38,8 @@ use crate::rpc::client::{NodeClient, RpcError};
 
 /// Default age a row must reach before what it frees is collected: one hour.
 pub const DEFAULT_GC_GRACE_SECS: u64 = 3600;
+/// Default age at which an open multipart upload is aborted: 7 days.
+pub const DEFAULT_MULTIPART_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 /// Default time between two passes.
 pub const DEFAULT_GC_INTERVAL_MS: u64 = 60_000;
 /// First key byte of this node's own records of deleted chunk sets (never replicated).
@@ -54,6 +56,8 @@ pub struct GcConfig {
     pub grace: Duration,
     /// Time between two passes.
     pub interval: Duration,
+    /// Age at which an open multipart upload is aborted (`None`: never).
+    pub multipart_expiry: Option<Duration>,
 }
 
 impl Default for GcConfig {
@@ -61,6 +65,7 @@ impl Default for GcConfig {
         Self {
             grace: Duration::from_secs(DEFAULT_GC_GRACE_SECS),
             interval: Duration::from_millis(DEFAULT_GC_INTERVAL_MS),
+            multipart_expiry: Some(Duration::from_secs(DEFAULT_MULTIPART_EXPIRY_SECS)),
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct GcReport {
     pub chunks_deleted: u64,
     /// Part manifests whose chunks were collected.
     pub manifests_collected: u64,
+    /// Multipart uploads aborted because they stayed open past the expiry.
+    pub uploads_expired: u64,
     /// Orphan records of failed writes collected.
     pub orphans_collected: u64,
     /// Tombstones purged.
@@ -245,6 +252,16 @@ impl Collector {
             if self.delete_chunks(chunk_set, part, count).await? {
                 self.note(|r| r.manifests_collected += 1);
                 tombstones.push(row);
+            }
+        }
+        // Uploads open for longer than the expiry are aborted; their parts go at a later pass.
+        if let Some(expiry) = self.config.multipart_expiry {
+            let expired_before = now_ms().saturating_sub(expiry.as_millis() as u64);
+            for row in self.rows(RowKind::Upload, bucket.bucket_id, shard).await? {
+                if !row.tombstone && decode::<UploadRecord>(&row.value)?.initiated_ms < expired_before {
+                    self.note(|r| r.uploads_expired += 1);
+                    tombstones.push(row);
+                }
             }
         }
         // Parts of uploads that are finished or abandoned.

@@ -42,7 +42,7 @@ async fn upload_part(
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_nothing_needs_are_collected_after_the_grace_period() -> anyhow::Result<()> {
     let mut env = crate::FAST_FAILURE_DETECTION.to_vec();
-    env.extend([("CAIRN_GC_GRACE_SECS", "1"), ("CAIRN_GC_INTERVAL_MS", "300")]);
+    env.extend([("CAIRN_GC_GRACE_SECS", "1"), ("CAIRN_GC_INTERVAL_MS", "300"), ("CAIRN_MULTIPART_EXPIRY_SECS", "10")]);
     let cluster = DevCluster::start_with(3, &[], &env)?;
     let s3 = cluster.s3();
     s3.create_bucket().bucket("garbage").send().await?;
@@ -68,7 +68,10 @@ async fn chunks_nothing_needs_are_collected_after_the_grace_period() -> anyhow::
     put(&s3, "garbage", "kept", data.clone()).await?;
     keep("kept", data, &[5 * MIB]);
 
-    // An aborted upload, and a completed one with a replaced part and a part left out.
+    // An upload left open expires; an aborted one, and a completed one with a replaced part and
+    // a part left out.
+    let expired = s3.create_multipart_upload().bucket("garbage").key("expired").send().await?;
+    upload_part(&s3, "expired", expired.upload_id().unwrap_or_default(), 1, test_bytes(MIB, 10)).await?;
     let aborted = s3.create_multipart_upload().bucket("garbage").key("aborted").send().await?;
     let aborted_id = aborted.upload_id().unwrap_or_default().to_owned();
     upload_part(&s3, "aborted", &aborted_id, 1, test_bytes(5 * MIB, 4)).await?;
@@ -128,6 +131,8 @@ async fn chunks_nothing_needs_are_collected_after_the_grace_period() -> anyhow::
     for (key, data) in &kept {
         assert_eq!(sha256_hex(&get(&s3, "garbage", key).await?), sha256_hex(data), "{key}");
     }
+    let open = s3.list_multipart_uploads().bucket("garbage").send().await?;
+    assert!(open.uploads().is_empty(), "uploads still open: {:?}", open.uploads());
     let err = s3.get_object().bucket("garbage").key("deleted").send().await.unwrap_err();
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
     Ok(())
