@@ -426,21 +426,14 @@ impl Collector {
     ) -> Result<(), GcError> {
         let mut old = Vec::new();
         for prefix in manifest::shard_prefixes(bucket.bucket_id, shard) {
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let page = self.meta.scan(prefix.clone(), after.clone(), PAGE_ROWS).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
-                let full = page.len() >= PAGE_ROWS;
-                old.extend(
-                    page.into_iter()
-                        .filter(|row| row.tombstone && row.timestamp.physical_ms < cutoff)
-                        .map(|row| Row { value: Vec::new(), ..row }),
-                );
-                if !full {
-                    break;
-                }
-            }
+            old.extend(
+                self.meta
+                    .scan_all(prefix)
+                    .await?
+                    .into_iter()
+                    .filter(|row| row.tombstone && row.timestamp.physical_ms < cutoff)
+                    .map(|row| Row { value: Vec::new(), ..row }),
+            );
         }
         if old.is_empty() || !self.others_hold_nothing(state, bucket, shard, owners).await {
             return Ok(());
@@ -460,19 +453,7 @@ impl Collector {
             .into_iter()
             .find(|p| p.first() == Some(&(kind as u8)))
             .unwrap_or_default();
-        let mut rows = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.meta.scan(prefix.clone(), after.clone(), PAGE_ROWS).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            let full = page.len() >= PAGE_ROWS;
-            rows.extend(page);
-            if !full {
-                break;
-            }
-        }
-        Ok(rows)
+        Ok(self.meta.scan_all(prefix).await?)
     }
 
     /// Drops records of deletions older than [`DELETED_RECORD_KEEP`].

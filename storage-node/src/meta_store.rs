@@ -264,6 +264,21 @@ impl MetaStore {
         .await
     }
 
+    /// Every row under `prefix`, read a page at a time (for background work over one shard,
+    /// whose rows are expected to fit in memory).
+    pub async fn scan_all(&self, prefix: Vec<u8>) -> Result<Vec<Row>, MetaError> {
+        let mut rows = Vec::new();
+        loop {
+            let after = rows.last().map(|row: &Row| row.key.clone());
+            let page = self.scan(prefix.clone(), after, MAX_SCAN_LIMIT).await?;
+            let full = page.len() >= MAX_SCAN_LIMIT;
+            rows.extend(page);
+            if !full {
+                return Ok(rows);
+            }
+        }
+    }
+
     /// What a replica holds under `prefix`: the number of rows and a SHA-256 over every key,
     /// timestamp and tombstone flag in key order. Two stores with equal digests hold the same
     /// versions (a timestamp names one write), so anti-entropy compares digests before rows.

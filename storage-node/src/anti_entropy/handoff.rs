@@ -65,18 +65,7 @@ impl AntiEntropy {
         if owners.iter().any(|n| self.peers.state(&n.node_id) == NodeState::Down) {
             return Ok(false);
         }
-        let mut rows = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.meta.scan(prefix.to_vec(), after.clone(), PULL_PAGE_ROWS).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            let full = page.len() >= PULL_PAGE_ROWS;
-            rows.extend(page);
-            if !full {
-                break;
-            }
-        }
+        let rows = self.meta.scan_all(prefix.to_vec()).await?;
         for owner in owners {
             for page in rows.chunks(PULL_PAGE_ROWS) {
                 self.client.put_rows(&owner.rpc_addr, page).await?;
