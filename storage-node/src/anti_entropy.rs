@@ -36,11 +36,13 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use audit::ChunkAudit;
 
+use crate::chunk_store::ChunkId;
 use crate::chunk_store::ChunkStore;
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
 use crate::meta_store::{MetaError, MetaStore};
 use crate::pace::Pace;
+use crate::repair::{ChunkCopier, RepairError};
 use crate::rpc::client::{NodeClient, RpcError};
 use crate::rpc::server::DataPlane;
 
@@ -133,15 +135,15 @@ impl Replicas {
         self.current.iter().any(|n| n.node_id == node_id)
     }
 
-    /// Every replica of either layout but `me`, once each.
-    fn others(&self, me: &str) -> Vec<NodeInfo> {
-        let mut others: Vec<NodeInfo> = Vec::new();
+    /// Every replica of either layout, once each, current ones first.
+    fn all(&self) -> Vec<NodeInfo> {
+        let mut all: Vec<NodeInfo> = Vec::new();
         for node in self.current.iter().chain(self.previous.iter().flatten()) {
-            if node.node_id != me && !others.iter().any(|n| n.node_id == node.node_id) {
-                others.push(node.clone());
+            if !all.iter().any(|n| n.node_id == node.node_id) {
+                all.push(node.clone());
             }
         }
-        others
+        all
     }
 
     /// Whether `me` (unless it is rebuilding an emptied data directory and has peers to pull
@@ -162,7 +164,7 @@ impl Replicas {
 /// Every node that may hold a copy of `placement_key`'s data: the current replicas, then the
 /// previous layout's during a move.
 pub(crate) fn holders(state: &ClusterState, placement_key: &[u8]) -> Vec<NodeInfo> {
-    Replicas::of(state, state.layout.partition_of(placement_key)).others("")
+    Replicas::of(state, state.layout.partition_of(placement_key)).all()
 }
 
 /// A node's anti-entropy worker.
@@ -178,6 +180,8 @@ pub struct AntiEntropy {
     rebuild_marker: std::path::PathBuf,
     audit: Arc<ChunkAudit>,
     report: Arc<Mutex<SyncReport>>,
+    /// Copies chunks from peers, proved.
+    copier: ChunkCopier,
     /// Paces every chunk copied, across rounds.
     pace: tokio::sync::Mutex<Pace>,
     synced_layouts: mpsc::UnboundedSender<u64>,
@@ -186,14 +190,13 @@ pub struct AntiEntropy {
 
 impl AntiEntropy {
     /// A worker over the node's stores; it sets the `recovering` and `rebuilding` flags the
-    /// node's status reports, drains its chunk audit, pulls chunks at up to `transfer_rate`
-    /// bytes per second (0: no bound), and sends the layout versions it finished moving to
-    /// `synced_layouts`.
+    /// node's status reports, drains its chunk audit, pulls chunks with `copier` at up to
+    /// `transfer_rate` bytes per second (0: no bound), and sends the layout versions it
+    /// finished moving to `synced_layouts`.
     pub fn new(
         data: &DataPlane,
-        client: NodeClient,
+        copier: ChunkCopier,
         state: watch::Receiver<Arc<ClusterState>>,
-        peers: Arc<FailureDetector>,
         transfer_rate: u64,
         synced_layouts: mpsc::UnboundedSender<u64>,
     ) -> Arc<Self> {
@@ -202,9 +205,10 @@ impl AntiEntropy {
             node_id: data.node_id.clone(),
             meta: data.meta.clone(),
             chunks: data.chunks.clone(),
-            client,
+            client: copier.client.clone(),
             state,
-            peers,
+            peers: copier.peers.clone(),
+            copier,
             recovering: data.recovering.clone(),
             rebuilding: data.rebuilding.clone(),
             rebuild_marker: data.rebuild_marker.clone(),
@@ -323,8 +327,38 @@ impl AntiEntropy {
         self.rebuilding.load(Ordering::Relaxed)
     }
 
+    /// Copies chunk `id` from `holders` (proved against `expected` when given), counted in
+    /// `round` and paced; false when no holder supplied a good copy. A chunk garbage
+    /// collection deleted here is not wanted back, which is not a failure.
+    async fn copy_chunk(
+        &self,
+        id: ChunkId,
+        holders: &[NodeInfo],
+        expected: Option<[u8; 32]>,
+        round: &mut Round,
+        pace: &mut Pace,
+    ) -> bool {
+        match self.copier.copy(id, holders, expected).await {
+            Ok(bytes) => {
+                round.chunks += 1;
+                round.bytes += bytes;
+                pace.wait(bytes).await;
+                true
+            }
+            Err(RepairError::Collected) => true,
+            Err(e) => {
+                tracing::warn!(chunk = %id.to_hex(), error = %e, "could not copy a chunk");
+                false
+            }
+        }
+    }
+
     /// The replicas of either layout, but this node, that are not `down`.
     fn reachable_peers(&self, replicas: &Replicas) -> Vec<NodeInfo> {
-        replicas.others(&self.node_id).into_iter().filter(|n| self.peers.state(&n.node_id) != NodeState::Down).collect()
+        replicas
+            .all()
+            .into_iter()
+            .filter(|n| n.node_id != self.node_id && self.peers.state(&n.node_id) != NodeState::Down)
+            .collect()
     }
 }

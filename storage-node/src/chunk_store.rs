@@ -363,6 +363,12 @@ impl ChunkStore {
         self.inner.inventory.summaries(leaves)
     }
 
+    /// The summary of the ids held in each partition, for `partition_count` partitions (a
+    /// power of two up to [`LEAF_COUNT`]).
+    pub fn partition_summaries(&self, partition_count: u32) -> Vec<LeafSummary> {
+        self.inner.inventory.partition_summaries(partition_count)
+    }
+
     /// The fan-out leaf a chunk lives in.
     pub fn leaf_of(id: &ChunkId) -> usize {
         let hash = id_hash(id);

@@ -17,7 +17,7 @@ use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::gc::{Collector, GcConfig};
 use crate::membership;
 use crate::meta_store::{MetaStore, MetaStoreConfig};
-use crate::repair::{RepairQueue, Repairer};
+use crate::repair::{ChunkCopier, RepairQueue, Repairer};
 use crate::rpc::auth::ClusterSecret;
 use crate::rpc::client::{ClientConfig, NodeClient, RpcError};
 use crate::rpc::server::{DataPlane, router};
@@ -138,15 +138,14 @@ pub async fn run(
             .run(client.clone(), move || view.borrow().nodes.values().filter(|n| n.node_id != me).cloned().collect()),
     );
     let repairs = RepairQueue::new();
-    let repairer = Repairer {
+    let copier = ChunkCopier {
         node_id: node_id.clone(),
         chunks: chunks.clone(),
         meta: meta.clone(),
         client: background.clone(),
-        state: control.state(),
         peers: peers.clone(),
-        queue: repairs.clone(),
     };
+    let repairer = Repairer { copier: copier.clone(), state: control.state(), queue: repairs.clone() };
     tokio::spawn(repairs.clone().run(repairer));
     let scrubber = Scrubber::open(&node_id, &config.data_dir, chunks.clone(), repairs.clone(), config.scrub)?;
     tokio::spawn(scrubber.clone().run());
@@ -164,14 +163,7 @@ pub async fn run(
         scrubber,
     });
     let (synced_tx, synced_rx) = tokio::sync::mpsc::unbounded_channel();
-    let anti_entropy = AntiEntropy::new(
-        &data,
-        background.clone(),
-        control.state(),
-        peers.clone(),
-        config.transfer_rate_bytes,
-        synced_tx,
-    );
+    let anti_entropy = AntiEntropy::new(&data, copier, control.state(), config.transfer_rate_bytes, synced_tx);
     tokio::spawn(anti_entropy.run(config.anti_entropy_interval));
     tokio::spawn(membership::report_synced_layouts(control.clone(), synced_rx));
     tokio::spawn(membership::rejoin_after_eviction(control.clone()));

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::chunk_store::{ChunkDigest, ChunkError, ChunkId, ChunkStore};
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
+use crate::meta_store::MetaStore;
 use crate::rpc::client::NodeClient;
 
 /// Wait before the first retry of a failed repair; doubled at each failure.
@@ -104,23 +105,15 @@ impl RepairQueue {
         })
     }
 
-    /// Queues a chunk whose local copy may be bad (a read found it corrupt).
+    /// Queues a chunk whose local copy may be bad (the scrubber or a read found it corrupt).
     pub fn push(&self, id: ChunkId) {
-        self.insert(id, false, None);
-    }
-
-    fn insert(&self, id: ChunkId, corrupt: bool, expected: Option<[u8; 32]>) {
-        let mut items = self.lock();
-        let item = items.entry(id).or_insert_with(|| Item {
-            corrupt,
-            expected,
+        self.lock().entry(id).or_insert_with(|| Item {
+            corrupt: false,
+            expected: None,
             attempts: 0,
             due: Instant::now(),
             last_error: None,
         });
-        item.corrupt |= corrupt;
-        item.expected = item.expected.or(expected);
-        drop(items);
         self.wake.notify_one();
     }
 
@@ -234,40 +227,33 @@ impl RepairQueue {
 
 /// What the repair worker needs: the node's chunks, the layout, and the peers.
 pub struct Repairer {
-    /// This node's id.
-    pub node_id: String,
-    /// The chunk store repaired.
-    pub chunks: ChunkStore,
-    /// The metadata store, where garbage-collected chunk sets are recorded.
-    pub meta: crate::meta_store::MetaStore,
-    /// Client of the other nodes.
-    pub client: NodeClient,
+    /// Copies chunks from peers into the node's store.
+    pub copier: ChunkCopier,
     /// The cluster state (layout and nodes).
     pub state: watch::Receiver<Arc<ClusterState>>,
-    /// Peer states, to skip down replicas and prefer healthy ones.
-    pub peers: Arc<FailureDetector>,
     /// The queue, for the corruption counters of suspect items.
     pub queue: Arc<RepairQueue>,
 }
 
 impl Repairer {
     async fn repair(&self, id: ChunkId, item: &mut Item) -> Result<Outcome, RepairError> {
+        let copier = &self.copier;
         let (ours, holders) = {
             let state = self.state.borrow();
             let placement = id.placement_key();
-            let ours = state.replica_nodes(&placement).iter().any(|n| n.node_id == self.node_id);
+            let ours = state.replica_nodes(&placement).iter().any(|n| n.node_id == copier.node_id);
             (ours, crate::anti_entropy::holders(&state, &placement))
         };
-        if !ours || crate::gc::is_collected(&self.meta, id).await {
+        if !ours || crate::gc::is_collected(&copier.meta, id).await {
             return Ok(Outcome::NotOurs);
         }
         if !item.corrupt {
-            match self.chunks.verify_sha256(id).await {
+            match copier.chunks.verify_sha256(id).await {
                 Ok(header) if item.expected.is_none_or(|e| e == header.sha256) => {
                     return Ok(Outcome::Done { fetched: false });
                 }
                 Ok(_) | Err(ChunkError::Corrupt { .. }) => {
-                    let aside = self.chunks.quarantine(id).await?;
+                    let aside = copier.chunks.quarantine(id).await?;
                     tracing::warn!(chunk = %id.to_hex(), "corrupt chunk set aside");
                     item.corrupt = true;
                     item.expected = item.expected.or(aside.and_then(|q| q.digest).map(|d| d.sha256));
@@ -277,18 +263,7 @@ impl Repairer {
                 Err(e) => return Err(e.into()),
             }
         }
-        let copied = fetch_verified_copy(
-            &self.client,
-            &self.chunks,
-            &self.meta,
-            &self.peers,
-            id,
-            &holders,
-            &self.node_id,
-            item.expected,
-        )
-        .await;
-        match copied {
+        match copier.copy(id, &holders, item.expected).await {
             Ok(_) => Ok(Outcome::Done { fetched: true }),
             Err(RepairError::Collected) => Ok(Outcome::NotOurs),
             Err(e) => Err(e),
@@ -296,57 +271,71 @@ impl Repairer {
     }
 }
 
-/// Copies chunk `id` from the first other holder whose copy proves good (its SHA-256 matches
-/// that holder's header and `expected`, when given) into `chunks`; returns its length.
-#[allow(clippy::too_many_arguments)]
-pub async fn fetch_verified_copy(
-    client: &NodeClient,
-    chunks: &ChunkStore,
-    meta: &crate::meta_store::MetaStore,
-    peers: &FailureDetector,
-    id: ChunkId,
-    holders: &[NodeInfo],
-    me: &str,
-    expected: Option<[u8; 32]>,
-) -> Result<u64, RepairError> {
-    if crate::gc::is_collected(meta, id).await {
-        return Err(RepairError::Collected);
-    }
-    let others: Vec<NodeInfo> = holders.iter().filter(|n| n.node_id != me).cloned().collect();
-    let mut why = String::from("no other replica");
-    for holder in peers.read_order(others) {
-        if peers.state(&holder.node_id) == NodeState::Down {
-            why = format!("{} is down", holder.node_id);
-            continue;
-        }
-        let (theirs, bytes) = match client.get_chunk_with_digest(&holder.rpc_addr, id).await {
-            Ok(copy) => copy,
-            Err(e) => {
-                why = e.to_string();
-                continue;
-            }
-        };
-        let hashed = bytes.clone();
-        let actual = tokio::task::spawn_blocking(move || ChunkDigest::of(&hashed))
-            .await
-            .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?;
-        if actual != theirs {
-            why = format!("{}'s copy does not match its header", holder.node_id);
-            tracing::warn!(chunk = %id.to_hex(), holder = %holder.node_id, "a replica's chunk fails its SHA-256");
-            continue;
-        }
-        if expected.is_some_and(|e| e != actual.sha256) {
-            why = format!("{}'s copy differs from the expected digest", holder.node_id);
-            continue;
-        }
-        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
-        chunks.put(id, actual, body).await?;
-        // A collection that ran while the copy travelled recorded the chunk first: drop it.
+/// The one way a node copies a chunk from a peer: proved, and never one garbage collection
+/// deleted here.
+#[derive(Clone)]
+pub struct ChunkCopier {
+    /// This node's id.
+    pub node_id: String,
+    /// Where the copy goes.
+    pub chunks: ChunkStore,
+    /// Where garbage-collected chunk sets are recorded.
+    pub meta: MetaStore,
+    /// Client of the other nodes.
+    pub client: NodeClient,
+    /// Peer states, to skip down holders and prefer healthy ones.
+    pub peers: Arc<FailureDetector>,
+}
+
+impl ChunkCopier {
+    /// Copies chunk `id` from the first other holder whose copy proves good (its SHA-256
+    /// matches that holder's header and `expected`, when given); returns its length.
+    pub async fn copy(
+        &self,
+        id: ChunkId,
+        holders: &[NodeInfo],
+        expected: Option<[u8; 32]>,
+    ) -> Result<u64, RepairError> {
+        let Self { node_id: me, chunks, meta, client, peers } = self;
         if crate::gc::is_collected(meta, id).await {
-            chunks.delete(id).await?;
             return Err(RepairError::Collected);
         }
-        return Ok(actual.len);
+        let others: Vec<NodeInfo> = holders.iter().filter(|n| n.node_id != *me).cloned().collect();
+        let mut why = String::from("no other replica");
+        for holder in peers.read_order(others) {
+            if peers.state(&holder.node_id) == NodeState::Down {
+                why = format!("{} is down", holder.node_id);
+                continue;
+            }
+            let (theirs, bytes) = match client.get_chunk_with_digest(&holder.rpc_addr, id).await {
+                Ok(copy) => copy,
+                Err(e) => {
+                    why = e.to_string();
+                    continue;
+                }
+            };
+            let hashed = bytes.clone();
+            let actual = tokio::task::spawn_blocking(move || ChunkDigest::of(&hashed))
+                .await
+                .map_err(|e| ChunkError::Io(std::io::Error::other(e)))?;
+            if actual != theirs {
+                why = format!("{}'s copy does not match its header", holder.node_id);
+                tracing::warn!(chunk = %id.to_hex(), holder = %holder.node_id, "a replica's chunk fails its SHA-256");
+                continue;
+            }
+            if expected.is_some_and(|e| e != actual.sha256) {
+                why = format!("{}'s copy differs from the expected digest", holder.node_id);
+                continue;
+            }
+            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+            chunks.put(id, actual, body).await?;
+            // A collection that ran while the copy travelled recorded the chunk first: drop it.
+            if crate::gc::is_collected(meta, id).await {
+                chunks.delete(id).await?;
+                return Err(RepairError::Collected);
+            }
+            return Ok(actual.len);
+        }
+        Err(RepairError::NoGoodCopy(why))
     }
-    Err(RepairError::NoGoodCopy(why))
 }

@@ -11,7 +11,6 @@ use crate::control::ClusterState;
 use crate::manifest::{self, PartManifest, RowKind};
 use crate::meta_store::Row;
 use crate::pace::Pace;
-use crate::repair;
 
 /// Part manifests whose chunks this node must check it holds: a manifest row can arrive while
 /// the chunk write to this node failed (the write met its quorum elsewhere). Rows applied by a
@@ -143,28 +142,8 @@ impl AntiEntropy {
                 }
             }
             let expected = <[u8; 32]>::try_from(hex::decode(expected).unwrap_or_default()).ok();
-            let copied = repair::fetch_verified_copy(
-                &self.client,
-                &self.chunks,
-                &self.meta,
-                &self.peers,
-                id,
-                &holders,
-                &self.node_id,
-                expected,
-            )
-            .await;
-            match copied {
-                Ok(bytes) => {
-                    round.chunks += 1;
-                    round.bytes += bytes;
-                    pace.wait(bytes).await;
-                }
-                Err(repair::RepairError::Collected) => {}
-                Err(e) => {
-                    tracing::warn!(chunk = %id.to_hex(), error = %e, "no replica could supply a missed chunk");
-                    missing += 1;
-                }
+            if !self.copy_chunk(id, &holders, expected, round, pace).await {
+                missing += 1;
             }
         }
         missing

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::{AntiEntropy, PULL_PAGE_ROWS, Round, SyncError};
-use crate::chunk_store::{ChunkId, LEAF_COUNT, LeafSummary, leaves_of_partition};
+use crate::chunk_store::{ChunkId, LEAF_COUNT, leaves_of_partition};
 use crate::control::{ClusterState, NodeInfo};
 use crate::failure_detector::NodeState;
 use crate::manifest;
@@ -38,11 +38,9 @@ impl AntiEntropy {
             return;
         }
         let mine: HashSet<u32> = state.layout.partitions_of_node(&self.node_id).collect();
-        for partition in (0..count).filter(|p| !mine.contains(p)) {
+        let held = self.chunks.partition_summaries(count);
+        for partition in (0..count).filter(|p| !mine.contains(p) && held[*p as usize].count > 0) {
             let leaves = leaves_of_partition(partition, count);
-            if LeafSummary::combine(&self.chunks.leaf_summaries(leaves.clone())).count == 0 {
-                continue;
-            }
             let owners = state.partition_nodes(partition);
             match self.hand_off_chunks(leaves, &owners).await {
                 Ok(true) => {}

@@ -84,6 +84,14 @@ impl Inventory {
         leaves[leaf].toggle(id_hash, added, bytes);
     }
 
+    /// One summary per partition, for `partition_count` partitions (a power of two up to
+    /// [`LEAF_COUNT`]), combined under the lock without copying every leaf out.
+    pub(super) fn partition_summaries(&self, partition_count: u32) -> Vec<LeafSummary> {
+        let leaves = self.leaves.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let per_partition = LEAF_COUNT / (partition_count.max(1) as usize).min(LEAF_COUNT);
+        leaves.chunks(per_partition).map(LeafSummary::combine).collect()
+    }
+
     /// The summaries of `range` (clamped to the leaves that exist).
     pub(super) fn summaries(&self, range: Range<usize>) -> Vec<LeafSummary> {
         let leaves = self.leaves.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -319,10 +319,7 @@ async fn chunk_partitions(State(data): State<Arc<DataPlane>>, Query(query): Quer
     if !query.count.is_power_of_two() || query.count as usize > crate::chunk_store::LEAF_COUNT {
         return wire_error(WireErrorCode::BadRequest, "partition count must be a power of two up to 65536".into());
     }
-    let leaves = data.chunks.leaf_summaries(0..crate::chunk_store::LEAF_COUNT);
-    let per_partition = crate::chunk_store::LEAF_COUNT / query.count as usize;
-    let summaries: Vec<_> = leaves.chunks(per_partition).map(crate::chunk_store::LeafSummary::combine).collect();
-    axum::Json(summaries).into_response()
+    axum::Json(data.chunks.partition_summaries(query.count)).into_response()
 }
 
 #[derive(Deserialize)]
