@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_gateway::admin::UpdateNodeRequest;
 use cairn_gateway::replication::DEFAULT_QUORUM_TIMEOUT_MS;
+use cairn_gateway::s3::pending::DEFAULT_UPLOAD_LEASE_SECS;
 use cairn_gateway::{dev, read_secret_file, server};
 use cairn_storage_node::anti_entropy::{DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_TRANSFER_RATE_BYTES};
 use cairn_storage_node::control::ClusterSettings;
@@ -211,6 +212,11 @@ struct GatewayArgs {
     /// outcome and whitespace keeps the connection alive (0: at once).
     #[arg(long, env = "CAIRN_S3_KEEPALIVE_AFTER_MS", default_value_t = DEFAULT_KEEPALIVE_AFTER_MS)]
     s3_keepalive_after_ms: u64,
+    /// Seconds a lease on the chunks of a body being written lasts unless renewed (renewed every
+    /// quarter of it while the request runs); chunks of a gateway that died are collected once
+    /// it runs out.
+    #[arg(long, env = "CAIRN_UPLOAD_LEASE_SECS", default_value_t = DEFAULT_UPLOAD_LEASE_SECS)]
+    upload_lease_secs: u64,
     /// Milliseconds a request waits for its quorum of replicas before failing with 503.
     #[arg(long, env = "CAIRN_QUORUM_TIMEOUT_MS", default_value_t = DEFAULT_QUORUM_TIMEOUT_MS)]
     quorum_timeout_ms: u64,
@@ -521,6 +527,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     .transpose()
                     .map_err(anyhow::Error::msg)?,
                 keepalive_after: Duration::from_millis(args.s3_keepalive_after_ms),
+                upload_lease: Duration::from_secs(args.upload_lease_secs.max(1)),
                 quorum_timeout: Duration::from_millis(args.quorum_timeout_ms),
                 detector: args.probes.detector(),
                 routes: args.routes.load()?,

@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub public_endpoint: Option<crate::s3::PublicEndpoint>,
     /// How long a server-side copy may run before its `200 OK` goes out ahead of its outcome.
     pub keepalive_after: Duration,
+    /// How long a lease on the chunks of a body being written lasts unless renewed.
+    pub upload_lease: Duration,
     /// Longest wait for a quorum of replicas before a request fails with 503.
     pub quorum_timeout: Duration,
     /// How nodes are probed.
@@ -92,6 +94,7 @@ pub async fn run(
             domains: config.domains.clone(),
             public_endpoint: config.public_endpoint.clone(),
             keepalive_after: config.keepalive_after,
+            upload_lease: config.upload_lease,
         },
     );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");

@@ -190,6 +190,12 @@ impl FaultCluster {
         Ok(())
     }
 
+    /// SIGKILLs gateway `g`.
+    pub fn kill_gateway(&mut self, g: usize) {
+        let _ = self.gateways[g].kill();
+        let _ = self.gateways[g].wait();
+    }
+
     /// SIGSTOPs (`true`) or SIGCONTs storage node `i`.
     pub fn pause_node(&self, i: usize, paused: bool) {
         if let Some(child) = &self.nodes[i] {

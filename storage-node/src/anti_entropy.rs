@@ -66,7 +66,7 @@ enum SyncError {
     Chunk(#[from] crate::chunk_store::ChunkError),
 }
 
-/// What one round did.
+/// What one round did (what it pulled is counted in the node's [`SyncReport`] as it goes).
 #[derive(Debug, Default)]
 struct Round {
     /// Rows newer than ours that were applied.
@@ -77,8 +77,6 @@ struct Round {
     bytes: u64,
     /// Shards and partitions not compared with enough replicas.
     remaining: u64,
-    /// Estimated bytes of chunks still to pull.
-    bytes_remaining: u64,
     /// Whether every shard and partition was compared with enough replicas.
     complete: bool,
     /// Shards and partitions whose data this node no longer holds and could not hand off yet.
@@ -91,7 +89,9 @@ impl Round {
     }
 }
 
-/// Where anti-entropy stands, as node status reports it.
+/// Where anti-entropy stands, as node status reports it. While a round runs, the bytes and
+/// partitions remaining count down as chunks arrive; after it, they are what the round could
+/// not finish.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// The layout version the last round ran under.
@@ -268,11 +268,10 @@ impl AntiEntropy {
             report.layout_version = state.layout.version;
             report.moving = state.transition.is_some();
             report.partitions_remaining = round.remaining;
-            report.bytes_remaining = round.bytes_remaining;
+            if round.complete {
+                report.bytes_remaining = 0;
+            }
             report.handoff_pending = round.handoff_pending;
-            report.chunks_pulled += round.chunks as u64;
-            report.bytes_pulled += round.bytes;
-            report.rows_pulled += round.rows as u64;
             report.rounds += 1;
         }
     }
@@ -342,6 +341,11 @@ impl AntiEntropy {
             Ok(bytes) => {
                 round.chunks += 1;
                 round.bytes += bytes;
+                self.progress(|r| {
+                    r.chunks_pulled += 1;
+                    r.bytes_pulled += bytes;
+                    r.bytes_remaining = r.bytes_remaining.saturating_sub(bytes);
+                });
                 pace.wait(bytes).await;
                 true
             }
@@ -351,6 +355,11 @@ impl AntiEntropy {
                 false
             }
         }
+    }
+
+    /// Updates the progress node status shows.
+    fn progress(&self, update: impl FnOnce(&mut SyncReport)) {
+        update(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// The replicas of either layout, but this node, that are not `down`.

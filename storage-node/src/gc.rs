@@ -11,9 +11,11 @@
 //! period is garbage: its chunks are deleted on every replica of their partitions (each records
 //! the deletion, so that no later copy, repair or hand-off brings them back), then the manifest
 //! is replaced by a tombstone. Parts of finished or abandoned uploads get tombstones the same
-//! way. Orphan records (chunks a failed write left behind) are collected once no shard of the
-//! bucket, on any replica, holds a manifest for their chunk set. Tombstones older than the
-//! grace period are purged from every replica at once.
+//! way. A gateway records the chunks of a body before it sends the first one, keeps that
+//! record's lease alive while the request runs, and tombstones it with the manifest; a record
+//! whose lease ran out (a failed write, a gateway that died) has its chunks collected once no
+//! shard of the bucket, on any replica, holds a manifest for their chunk set. Tombstones older
+//! than the grace period are purged from every replica at once.
 //!
 //! A crash at any moment leaves either the chunks and their manifest, or a manifest whose chunks
 //! are partly gone and which nothing references, which the next pass finishes.
@@ -31,7 +33,7 @@ use crate::control::{BucketInfo, ClusterState, NodeInfo};
 use crate::failure_detector::{FailureDetector, NodeState};
 use crate::hlc::{Clock, Timestamp};
 use crate::manifest::{
-    self, ObjectVersion, OrphanChunks, PartList, PartManifest, PartTable, RowKind, UploadPartRecord, UploadRecord,
+    self, ObjectVersion, PartList, PartManifest, PartTable, PendingChunks, RowKind, UploadPartRecord, UploadRecord,
 };
 use crate::meta_store::{MetaError, MetaStore, Row};
 use crate::rpc::client::{NodeClient, RpcError};
@@ -81,7 +83,8 @@ pub struct GcReport {
     pub manifests_collected: u64,
     /// Multipart uploads aborted because they stayed open past the expiry.
     pub uploads_expired: u64,
-    /// Orphan records of failed writes collected.
+    /// Records of pending chunks whose writer's lease ran out with nothing referencing them
+    /// (failed writes, gateways that died mid-upload) whose chunks were collected.
     pub orphans_collected: u64,
     /// Tombstones purged.
     pub tombstones_purged: u64,
@@ -271,15 +274,18 @@ impl Collector {
                 tombstones.push(row);
             }
         }
-        // Orphans of failed writes (recorded in shard 0).
-        for row in self.rows(RowKind::OrphanChunks, bucket.bucket_id, shard).await? {
+        // Pending chunks whose writer's lease ran out: a failed write or a gateway that died.
+        for row in self.rows(RowKind::PendingChunks, bucket.bucket_id, shard).await? {
             if row.tombstone || !old(&row) {
                 continue;
             }
-            let orphan: OrphanChunks = decode(&row.value)?;
-            if self.manifest_anywhere(state, bucket, orphan.chunk_set, orphan.part).await? {
+            let pending: PendingChunks = decode(&row.value)?;
+            if pending.lease_until_ms >= now_ms() {
+                continue;
+            }
+            if self.manifest_anywhere(state, bucket, pending.chunk_set, pending.part).await? {
                 tombstones.push(row);
-            } else if self.delete_chunks(orphan.chunk_set, orphan.part, orphan.count).await? {
+            } else if self.delete_chunks(pending.chunk_set, pending.part, pending.count).await? {
                 self.note(|r| r.orphans_collected += 1);
                 tombstones.push(row);
             }

@@ -37,14 +37,14 @@ pub enum RowKind {
     /// The part list of a multipart object version, kept out of the object row so listings
     /// stay small whatever the part count.
     PartTable = 5,
-    /// Chunks a failed write left behind, for garbage collection to check and remove.
-    OrphanChunks = 6,
+    /// Chunks being written, or left behind by a write that failed or whose gateway died.
+    PendingChunks = 6,
 }
 
 impl RowKind {
     /// Every kind of metadata row.
     pub const ALL: [Self; 6] =
-        [Self::Object, Self::Upload, Self::UploadPart, Self::PartManifest, Self::PartTable, Self::OrphanChunks];
+        [Self::Object, Self::Upload, Self::UploadPart, Self::PartManifest, Self::PartTable, Self::PendingChunks];
 }
 
 /// The key prefixes of every row of one bucket index shard, one per row kind: together, what
@@ -138,20 +138,23 @@ pub fn part_manifest_key(bucket_id: Uuid, shard: u16, chunk_set: Uuid, part_numb
     row
 }
 
-/// Row key of the record of chunks a failed write of one part of a chunk set left behind; it
-/// lives with the bucket's shard 0.
-pub fn orphan_chunks_key(bucket_id: Uuid, chunk_set: Uuid, part_number: u32) -> Vec<u8> {
-    let mut row = shard_prefix(RowKind::OrphanChunks, bucket_id, 0);
+/// Row key of the record of a chunk set part being written; it lives in the index shard of
+/// the object key, next to the manifest that will reference the chunks.
+pub fn pending_chunks_key(bucket_id: Uuid, shard: u16, chunk_set: Uuid, part_number: u32) -> Vec<u8> {
+    let mut row = shard_prefix(RowKind::PendingChunks, bucket_id, shard);
     row.extend_from_slice(chunk_set.as_bytes());
     row.extend_from_slice(&part_number.to_be_bytes());
     row
 }
 
-/// Chunks a failed write left behind. They may still be referenced: a metadata write that
-/// missed its quorum can have reached a replica and surface later, so garbage collection must
-/// find no row naming the chunk set before it deletes anything.
+/// Chunks of one part of a chunk set that may exist with nothing referencing them yet: written
+/// before the first chunk is sent, kept alive by the writing gateway's lease, and replaced by a
+/// tombstone in the batch that writes the part's manifest. A record whose lease ran out names
+/// chunks of a write that failed or whose gateway died; they may still be referenced (a
+/// metadata write that missed its quorum can have reached a replica and surface later), so
+/// garbage collection must find no manifest of the chunk set before it deletes anything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrphanChunks {
+pub struct PendingChunks {
     /// Encoding version.
     pub format: u8,
     /// The chunk set.
@@ -160,8 +163,11 @@ pub struct OrphanChunks {
     pub part: u32,
     /// Chunks 0..count may exist.
     pub count: u32,
-    /// When the write failed, Unix milliseconds.
+    /// When the record was written, Unix milliseconds.
     pub recorded_ms: u64,
+    /// Until when the writer may still reference the chunks, Unix milliseconds (0: it gave up).
+    #[serde(default)]
+    pub lease_until_ms: u64,
 }
 
 /// Row key of the part table of an object version.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::response::Response;
 use cairn_storage_node::control::BucketInfo;
-use cairn_storage_node::manifest::{ChecksumAlgorithm, ObjectVersion};
+use cairn_storage_node::manifest::{ChecksumAlgorithm, ObjectVersion, index_shard};
 use percent_encoding::percent_decode_str;
 
 use super::access::{Access, readable_version, requested_acl, resolve_bucket};
@@ -13,6 +13,7 @@ use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::{object_stream, read_version};
+use super::pending::BodyTarget;
 use super::put_object::{ObjectAttributes, check_write_conditions, commit_single_part, object_attributes};
 use super::tagging::tags_from_header;
 use super::upload::{Expected, MAX_PUT_BYTES, Payload, StoredBody, store_payload};
@@ -69,15 +70,14 @@ pub fn copy_checksum(request: &S3Request, source: &ObjectVersion) -> Result<Chec
 /// Streams bytes `start..end` of the source into a new chunk set of `target`.
 pub async fn copy_bytes(
     gateway: &Arc<Gateway>,
-    target: &BucketInfo,
+    target: BodyTarget<'_>,
     source: &CopySource,
     start: u64,
     end: u64,
-    part: u32,
     record: ChecksumAlgorithm,
 ) -> Result<StoredBody, S3Error> {
     let stream = object_stream(gateway, &source.bucket, &source.key, &source.version, start, end).await?;
-    store_payload(gateway, target, Payload::Stream(stream), end - start, Expected::default(), part, Some(record)).await
+    store_payload(gateway, target, Payload::Stream(stream), end - start, Expected::default(), Some(record)).await
 }
 
 /// What a CopyObject writes besides the bytes: the attributes of the new version.
@@ -134,7 +134,8 @@ pub async fn copy_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<
             "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_BYTES}"
         )));
     }
-    let stored = copy_bytes(gateway, &bucket, &source, 0, source.version.size, 1, record).await?;
+    let target = BodyTarget { bucket: &bucket, shard: index_shard(&key, bucket.index_shards), part: 1 };
+    let stored = copy_bytes(gateway, target, &source, 0, source.version.size, record).await?;
     let version = commit_single_part(gateway, &bucket, &key, attributes, &stored).await?;
     let mut xml = XmlWriter::new("CopyObjectResult");
     xml.element("ETag", &format!("\"{}\"", version.etag)).element("LastModified", &iso8601(version.last_modified_ms));

@@ -13,6 +13,7 @@ pub mod get_object;
 pub mod keepalive;
 pub mod list;
 pub mod multipart;
+pub mod pending;
 pub mod put_object;
 pub mod tagging;
 pub mod upload;
@@ -50,6 +51,8 @@ pub struct S3Config {
     pub keepalive_after: std::time::Duration,
     /// The address clients use when a reverse proxy stands in front of the gateway.
     pub public_endpoint: Option<PublicEndpoint>,
+    /// How long a lease on the chunks of a body being written lasts unless renewed.
+    pub upload_lease: std::time::Duration,
 }
 
 /// The URL clients reach the S3 API at through a reverse proxy or ingress, which may rewrite
@@ -586,6 +589,7 @@ mod tests {
             domains: vec!["s3.example.com".into(), ".local.test".into()],
             public_endpoint: None,
             keepalive_after: std::time::Duration::ZERO,
+            upload_lease: std::time::Duration::from_secs(1),
         };
         assert_eq!(config.host_bucket("photos.s3.example.com"), Some("photos".into()));
         assert_eq!(config.host_bucket("Photos.S3.Example.com:9000"), Some("photos".into()));

@@ -20,6 +20,7 @@ use super::checksum;
 use super::copy;
 use super::error::S3Error;
 use super::list;
+use super::pending::BodyTarget;
 use super::put_object::{ObjectAttributes, check_write_conditions, object_attributes};
 use super::upload::{BodyChecksums, StoredBody, read_small_body, store_body};
 use super::xml::{MAX_XML_BODY_BYTES, XmlWriter};
@@ -46,6 +47,9 @@ struct UploadTarget {
 impl UploadTarget {
     fn placement(&self) -> [u8; 18] {
         metadata_placement_key(self.bucket.bucket_id, self.shard)
+    }
+    fn body(&self, part: u32) -> BodyTarget<'_> {
+        BodyTarget { bucket: &self.bucket, shard: self.shard, part }
     }
     fn upload_row_key(&self) -> Vec<u8> {
         manifest::upload_key(self.bucket.bucket_id, self.shard, &self.key, self.upload_id)
@@ -179,23 +183,13 @@ async fn record_part(
         last_modified_ms: now_ms(),
         checksum: Some(stored.checksum()),
     };
-    let rows = vec![
-        RowWrite {
-            key: manifest::part_manifest_key(target.bucket.bucket_id, target.shard, stored.chunk_set, part_number),
-            tombstone: false,
-            value: encode_record(&stored.manifest()),
-        },
-        RowWrite {
-            key: manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, part_number),
-            tombstone: false,
-            value: encode_record(&record),
-        },
-    ];
-    if let Err(e) = gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await {
-        let chunks = stored.chunk_sha256.len() as u32;
-        super::upload::record_orphans(gateway, &target.bucket, stored.chunk_set, part_number, chunks).await;
-        return Err(e.into());
-    }
+    let mut rows = stored.manifest_rows(target.bucket.bucket_id, target.shard, part_number).await?;
+    rows.push(RowWrite {
+        key: manifest::upload_part_key(target.bucket.bucket_id, target.shard, target.upload_id, part_number),
+        tombstone: false,
+        value: encode_record(&record),
+    });
+    gateway.replication.write_rows(&target.placement(), rows, target.bucket.consistency).await?;
     Ok(record)
 }
 
@@ -206,7 +200,7 @@ pub async fn upload_part(gateway: &Arc<Gateway>, request: &S3Request, body: Body
     let part_number = part_number(request)?;
     let upload = read_upload(gateway, &target).await?;
     let (algorithm, _) = upload_checksum(&upload);
-    let stored = store_body(gateway, &target.bucket, request, body, part_number, Some(algorithm)).await?;
+    let stored = store_body(gateway, target.body(part_number), request, body, Some(algorithm)).await?;
     let record = record_part(gateway, &target, part_number, &stored).await?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "etag", &format!("\"{}\"", record.part.etag));
@@ -246,7 +240,7 @@ pub async fn upload_part_copy(gateway: &Arc<Gateway>, request: &S3Request) -> Re
             (first, last + 1)
         }
     };
-    let stored = copy::copy_bytes(gateway, &target.bucket, &source, start, end, part_number, algorithm).await?;
+    let stored = copy::copy_bytes(gateway, target.body(part_number), &source, start, end, algorithm).await?;
     let record = record_part(gateway, &target, part_number, &stored).await?;
     let mut xml = XmlWriter::new("CopyPartResult");
     xml.element("ETag", &format!("\"{}\"", record.part.etag))

@@ -17,6 +17,7 @@ use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
 use super::get_object::read_version;
+use super::pending::BodyTarget;
 use super::tagging::tags_from_header;
 use super::upload::{StoredBody, store_body};
 use super::{Gateway, S3Request, set_header};
@@ -145,24 +146,14 @@ pub async fn commit_single_part(
         tags,
     };
     let shard = index_shard(key, bucket.index_shards);
-    let rows = vec![
-        RowWrite {
-            key: manifest::part_manifest_key(bucket.bucket_id, shard, stored.chunk_set, 1),
-            tombstone: false,
-            value: encode_record(&stored.manifest()),
-        },
-        RowWrite {
-            key: manifest::object_key(bucket.bucket_id, shard, key),
-            tombstone: false,
-            value: encode_record(&version),
-        },
-    ];
+    let mut rows = stored.manifest_rows(bucket.bucket_id, shard, 1).await?;
+    rows.push(RowWrite {
+        key: manifest::object_key(bucket.bucket_id, shard, key),
+        tombstone: false,
+        value: encode_record(&version),
+    });
     let placement = metadata_placement_key(bucket.bucket_id, shard);
-    if let Err(e) = gateway.replication.write_rows(&placement, rows, bucket.consistency).await {
-        let chunks = stored.chunk_sha256.len() as u32;
-        super::upload::record_orphans(gateway, bucket, stored.chunk_set, 1, chunks).await;
-        return Err(e.into());
-    }
+    gateway.replication.write_rows(&placement, rows, bucket.consistency).await?;
     Ok(version)
 }
 
@@ -195,7 +186,8 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let attributes = object_attributes(request)?;
     check_write_conditions(gateway, &bucket, request, &key).await?;
-    let stored = store_body(gateway, &bucket, request, body, 1, None).await?;
+    let target = BodyTarget { bucket: &bucket, shard: index_shard(&key, bucket.index_shards), part: 1 };
+    let stored = store_body(gateway, target, request, body, None).await?;
     let version = commit_single_part(gateway, &bucket, &key, attributes, &stored).await?;
     let mut response = StatusCode::OK.into_response();
     set_header(&mut response, "etag", &format!("\"{}\"", version.etag));

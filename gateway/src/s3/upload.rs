@@ -9,10 +9,8 @@ use std::sync::Arc;
 use axum::body::{Body, BodyDataStream};
 use bytes::{Bytes, BytesMut};
 use cairn_storage_node::chunk_store::{ChunkDigest, ChunkId};
-use cairn_storage_node::control::{BucketInfo, Consistency};
 use cairn_storage_node::manifest::{
-    self, Checksum, ChecksumAlgorithm, OrphanChunks, PartManifest, RECORD_FORMAT_VERSION, encode_record,
-    metadata_placement_key,
+    self, Checksum, ChecksumAlgorithm, PartManifest, RECORD_FORMAT_VERSION, encode_record,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -24,10 +22,10 @@ use uuid::Uuid;
 use super::aws_chunked::AwsChunkedDecoder;
 use super::checksum::{self, ChecksumHasher};
 use super::error::S3Error;
+use super::pending::{BodyTarget, ChunkLease};
 use super::{Gateway, S3Request};
 use crate::auth::PayloadHash;
 use crate::replication::RowWrite;
-use crate::timefmt::now_ms;
 
 /// Largest single PUT (and part) S3 accepts.
 pub const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
@@ -48,9 +46,26 @@ pub struct StoredBody {
     pub chunk_size: u64,
     /// The flexible checksum recorded for the body, raw.
     pub checksum: (ChecksumAlgorithm, Vec<u8>),
+    /// The lease on the chunks until a manifest references them (`None`: an empty body).
+    lease: Option<ChunkLease>,
 }
 
 impl StoredBody {
+    /// The rows that make the chunks referenced, to be written in one batch with the rows that
+    /// reference them: the part manifest, and the tombstone of the record of pending chunks.
+    /// Fails if the lease on the chunks was lost.
+    pub async fn manifest_rows(&self, bucket_id: Uuid, shard: u16, part: u32) -> Result<Vec<RowWrite>, S3Error> {
+        let mut rows = vec![RowWrite {
+            key: manifest::part_manifest_key(bucket_id, shard, self.chunk_set, part),
+            tombstone: false,
+            value: encode_record(&self.manifest()),
+        }];
+        if let Some(lease) = &self.lease {
+            rows.push(lease.settle().await?);
+        }
+        Ok(rows)
+    }
+
     /// The manifest row value of this body.
     pub fn manifest(&self) -> PartManifest {
         PartManifest {
@@ -322,71 +337,42 @@ pub async fn read_small_body(
 /// client sent, or CRC64NVME when it sent none (as S3 does).
 pub async fn store_body(
     gateway: &Arc<Gateway>,
-    bucket: &BucketInfo,
+    target: BodyTarget<'_>,
     request: &S3Request,
     body: Body,
-    part: u32,
     record: Option<ChecksumAlgorithm>,
 ) -> Result<StoredBody, S3Error> {
     let (payload, declared_len) = Payload::open(request, body)?;
     let expected = expected_digests(request)?;
-    store_payload(gateway, bucket, payload, declared_len, expected, part, record).await
+    store_payload(gateway, target, payload, declared_len, expected, record).await
 }
 
 /// Cuts a payload into chunks of the cluster's chunk size and writes each to its replicas
 /// while the next is received; verifies every expected checksum at the end. Nothing
-/// references the chunks until the caller writes a row, so a failed body leaves only
-/// garbage, never a visible object; that garbage is recorded for collection.
+/// references the chunks until the caller writes their manifest, so a failed body leaves only
+/// garbage, never a visible object; the lease taken on the chunks before the first one is sent
+/// lets garbage collection find that garbage even if this gateway dies.
 pub async fn store_payload(
     gateway: &Arc<Gateway>,
-    bucket: &BucketInfo,
-    payload: Payload,
+    target: BodyTarget<'_>,
+    mut payload: Payload,
     declared_len: u64,
     expected: Expected,
-    part: u32,
     record: Option<ChecksumAlgorithm>,
 ) -> Result<StoredBody, S3Error> {
     if declared_len > MAX_PUT_BYTES {
         return Err(S3Error::EntityTooLarge);
     }
-    let chunk_set = Uuid::now_v7();
-    let mut sent = 0;
-    let stored =
-        store_chunks(gateway, bucket, payload, declared_len, expected, (chunk_set, part), record, &mut sent).await;
-    if stored.is_err() && sent > 0 {
-        record_orphans(gateway, bucket, chunk_set, part, sent).await;
-    }
-    stored
-}
-
-/// Records chunks a failed write left behind (best effort, at level ONE: the failure may be
-/// that replicas are down).
-pub async fn record_orphans(gateway: &Gateway, bucket: &BucketInfo, chunk_set: Uuid, part: u32, count: u32) {
-    let record = OrphanChunks { format: RECORD_FORMAT_VERSION, chunk_set, part, count, recorded_ms: now_ms() };
-    let row = RowWrite {
-        key: manifest::orphan_chunks_key(bucket.bucket_id, chunk_set, part),
-        tombstone: false,
-        value: encode_record(&record),
-    };
-    let placement = metadata_placement_key(bucket.bucket_id, 0);
-    if let Err(e) = gateway.replication.write_rows(&placement, vec![row], Consistency::One).await {
-        tracing::error!(%chunk_set, part, count, error = %e, "could not record the chunks of a failed write");
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn store_chunks(
-    gateway: &Arc<Gateway>,
-    bucket: &BucketInfo,
-    mut payload: Payload,
-    declared_len: u64,
-    expected: Expected,
-    (chunk_set, part): (Uuid, u32),
-    record: Option<ChecksumAlgorithm>,
-    sent: &mut u32,
-) -> Result<StoredBody, S3Error> {
     let chunk_size = gateway.state().settings.chunk_size_bytes.max(1);
-    let level = bucket.consistency;
+    let level = target.bucket.consistency;
+    let chunk_set = Uuid::now_v7();
+    // A body never has more chunks than its declared length needs (a longer one is refused).
+    let chunk_count = u32::try_from(declared_len.div_ceil(chunk_size)).map_err(|_| S3Error::EntityTooLarge)?;
+    let lease = match chunk_count {
+        0 => None,
+        count => Some(ChunkLease::take(gateway, target, chunk_set, count).await?),
+    };
+    let part = target.part;
 
     let mut digests = Some(BodyDigests::new(expected, record));
     let mut buffer = BytesMut::new();
@@ -418,7 +404,6 @@ async fn store_chunks(
             chunk_sha256.push(chunk_digest.sha256);
             let id = ChunkId { chunk_set, part, index };
             index += 1;
-            *sent = index;
             while writes.len() >= MAX_CHUNKS_IN_FLIGHT {
                 join_one(&mut writes).await?;
             }
@@ -453,6 +438,7 @@ async fn store_chunks(
         chunk_sha256,
         chunk_size,
         checksum: verified.checksum,
+        lease,
     })
 }
 

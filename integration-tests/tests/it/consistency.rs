@@ -132,12 +132,15 @@ async fn a_paused_node_is_waited_on_at_most_the_quorum_timeout_then_skipped() ->
         "{:?}",
         started.elapsed()
     );
-    // What the refused write left behind is recorded for garbage collection.
-    let orphan_kind = [cairn_storage_node::manifest::RowKind::OrphanChunks as u8];
-    let rows = cluster.node_client()?.scan_rows(&cluster.info.nodes[0].rpc_addr, &orphan_kind, None, 10).await?;
-    let orphans: Vec<cairn_storage_node::manifest::OrphanChunks> =
-        rows.iter().filter_map(|row| cairn_storage_node::manifest::decode_record(&row.value).ok()).collect();
-    assert!(orphans.iter().any(|o| o.part == 1 && o.count >= 1), "{orphans:?}");
+    // What the refused write may have left behind is recorded for garbage collection.
+    let pending_kind = [cairn_storage_node::manifest::RowKind::PendingChunks as u8];
+    let rows = cluster.node_client()?.scan_rows(&cluster.info.nodes[0].rpc_addr, &pending_kind, None, 10).await?;
+    let pending: Vec<cairn_storage_node::manifest::PendingChunks> = rows
+        .iter()
+        .filter(|row| !row.tombstone)
+        .filter_map(|row| cairn_storage_node::manifest::decode_record(&row.value).ok())
+        .collect();
+    assert!(pending.iter().any(|o| o.part == 1 && o.count >= 1), "{pending:?}");
     cluster.resume_node(2);
 
     // One node hangs: QUORUM reads and writes go on, ALL reads fall back to the others.

@@ -1,9 +1,11 @@
 //! Garbage collection: chunks of overwritten and deleted objects, of abandoned and replaced
-//! multipart parts and of failed writes go away; what visible objects need stays.
+//! multipart parts, of failed writes and of uploads whose gateway died go away; what visible
+//! objects and uploads still running need stays.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use cairn_integration_tests::fault::FaultCluster;
 use cairn_integration_tests::{DevCluster, test_bytes};
 
 use crate::{get, put, sha256_hex};
@@ -135,5 +137,118 @@ async fn chunks_nothing_needs_are_collected_after_the_grace_period() -> anyhow::
     assert!(open.uploads().is_empty(), "uploads still open: {:?}", open.uploads());
     let err = s3.get_object().bucket("garbage").key("deleted").send().await.unwrap_err();
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
+    Ok(())
+}
+
+/// A PUT written by hand over TCP, so that its body can stop halfway and the gateway serving
+/// it can die with the request open.
+struct OpenPut {
+    stream: tokio::net::TcpStream,
+}
+
+impl OpenPut {
+    /// Sends the head of a presigned PUT of `len` bytes to gateway `g`.
+    async fn start(cluster: &FaultCluster, g: usize, key: &str, len: usize) -> anyhow::Result<Self> {
+        use tokio::io::AsyncWriteExt;
+        let expiry = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300))?;
+        let presigned = cluster.s3(g).put_object().bucket("leases").key(key).presigned(expiry).await?;
+        let uri: http::Uri = presigned.uri().parse()?;
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut head = format!("PUT {target} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {len}\r\n");
+        for (name, value) in presigned.headers().filter(|(n, _)| !n.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream.write_all(head.as_bytes()).await?;
+        Ok(Self { stream })
+    }
+
+    /// Sends more of the body.
+    async fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The status line of the response.
+    async fn status(mut self) -> anyhow::Result<String> {
+        use tokio::io::AsyncReadExt;
+        let mut response = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !response.windows(2).any(|w| w == b"\r\n") {
+            let read = self.stream.read(&mut buffer).await?;
+            anyhow::ensure!(read > 0, "the connection closed without a response");
+            response.extend_from_slice(&buffer[..read]);
+        }
+        let text = String::from_utf8_lossy(&response);
+        Ok(text.lines().next().unwrap_or_default().to_owned())
+    }
+}
+
+/// (passes, orphans collected) of the garbage collectors, and each node's (chunks, bytes).
+fn collector_view(cluster: &FaultCluster) -> anyhow::Result<CollectorView> {
+    let status = cluster.admin_json(0, &["status"])?;
+    let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+    let sum = |field: &str| nodes.iter().map(|n| n["status"]["gc"][field].as_u64().unwrap_or(0)).sum::<u64>();
+    let held = nodes
+        .iter()
+        .map(|n| (n["status"]["chunk_count"].as_u64().unwrap_or(0), n["status"]["used_bytes"].as_u64().unwrap_or(0)))
+        .collect();
+    Ok(((sum("passes"), sum("orphans_collected")), held))
+}
+
+type CollectorView = ((u64, u64), Vec<(u64, u64)>);
+
+/// Polls [`collector_view`] until `done`.
+fn poll(cluster: &FaultCluster, what: &str, done: impl Fn(&CollectorView) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = collector_view(cluster)?;
+        if done(&view) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: {view:?}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_of_an_upload_whose_gateway_died_are_collected_and_live_uploads_keep_theirs() -> anyhow::Result<()> {
+    const LEASE: Duration = Duration::from_secs(2);
+    let mut env = crate::FAST_FAILURE_DETECTION.to_vec();
+    env.extend([("CAIRN_GC_GRACE_SECS", "1"), ("CAIRN_GC_INTERVAL_MS", "300"), ("CAIRN_UPLOAD_LEASE_SECS", "2")]);
+    let mut cluster = FaultCluster::start(3, 2, &env)?;
+    let s3 = cluster.s3(0);
+    s3.create_bucket().bucket("leases").send().await?;
+    let len = 14 * MIB;
+
+    // A body that stops halfway for several lease lengths: the gateway renews its lease, so
+    // the collectors leave its chunks alone and the upload completes.
+    let data = test_bytes(len, 21);
+    let mut slow = OpenPut::start(&cluster, 0, "slow", len).await?;
+    slow.send(&data[..9 * MIB]).await?;
+    poll(&cluster, "the first chunks land", |(_, held)| held.iter().all(|&(chunks, _)| chunks >= 1))?;
+    let ((passes, _), _) = collector_view(&cluster)?;
+    let stalled_until = Instant::now() + 3 * LEASE;
+    poll(&cluster, "collectors run while the body is stalled", |((p, _), _)| {
+        Instant::now() > stalled_until && *p >= passes + 3 * 3
+    })?;
+    slow.send(&data[9 * MIB..]).await?;
+    let status = slow.status().await?;
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(sha256_hex(&get(&s3, "leases", "slow").await?), sha256_hex(&data));
+
+    // An upload whose gateway is killed halfway: once its lease runs out, its chunks go.
+    let mut doomed = OpenPut::start(&cluster, 1, "doomed", len).await?;
+    doomed.send(&test_bytes(9 * MIB, 22)[..]).await?;
+    let kept = footprint(len);
+    poll(&cluster, "the doomed upload's chunks land", |(_, held)| held.iter().any(|&(chunks, _)| chunks > kept.0))?;
+    cluster.kill_gateway(1);
+    poll(&cluster, "the doomed upload's chunks are collected", |((_, orphans), held)| {
+        *orphans >= 1 && held.iter().all(|h| *h == kept)
+    })?;
+    assert_eq!(sha256_hex(&get(&s3, "leases", "slow").await?), sha256_hex(&data));
     Ok(())
 }

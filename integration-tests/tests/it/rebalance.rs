@@ -154,3 +154,63 @@ async fn adding_then_removing_a_node_moves_data_under_load() -> anyhow::Result<(
     check_objects(&s3, &objects).await?;
     Ok(())
 }
+
+/// Node `node_id`'s entry in `cairn admin status` (null while the gateway does not list it).
+fn node_status(cluster: &DevCluster, node_id: &str) -> anyhow::Result<serde_json::Value> {
+    let status = cluster.admin_json(&["status"])?;
+    let node = status["nodes"].as_array().and_then(|nodes| nodes.iter().find(|n| n["node_id"] == node_id)).cloned();
+    Ok(node.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_move_resumes_after_the_receiving_node_restarts() -> anyhow::Result<()> {
+    const MIB: u64 = 1 << 20;
+    let mut env = crate::FAST_FAILURE_DETECTION.to_vec();
+    env.push(("CAIRN_TRANSFER_RATE_MIB", "4"));
+    let mut cluster = DevCluster::start_with(3, &[], &env)?;
+    let s3 = cluster.s3();
+    s3.create_bucket().bucket("moving").send().await?;
+    let objects: Objects = (0..10).map(|i| (format!("big/{i}"), test_bytes(8 << 20, 50 + i))).collect();
+    for (key, data) in &objects {
+        put(&s3, "moving", key, data.clone()).await?;
+    }
+
+    let fourth = cluster.start_node("node-4")?;
+    let fourth_addr = cluster.info.nodes[fourth].rpc_addr.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = run_admin(&cluster, &["node", "add", &fourth_addr]) {
+        anyhow::ensure!(Instant::now() < deadline, "node add kept failing: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Killed in the middle of pulling its share (4 MiB/s: about ten seconds for ~50 MiB).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pulled_before = loop {
+        let node = node_status(&cluster, "node-4")?;
+        let pulled = node["status"]["sync"]["bytes_pulled"].as_u64().unwrap_or(0);
+        // Progress shows while the move runs.
+        let left = node["status"]["sync"]["bytes_remaining"].as_u64().unwrap_or(0);
+        let moving = !cluster.admin_json(&["node", "list"])?["moving_from"].is_null();
+        if pulled >= 8 * MIB && left > 0 && moving {
+            break pulled;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node-4 never got halfway: {node}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.kill_node(fourth);
+    cluster.restart_node(fourth)?;
+
+    let addrs: Vec<String> = cluster.info.nodes.iter().map(|n| n.rpc_addr.clone()).collect();
+    wait_until_placed(&cluster, &addrs).await?;
+    check_objects(&s3, &objects).await?;
+    // It went on from what it had: what it pulled after the restart is what it still lacked
+    // (give or take the one chunk being copied when it was killed), not its whole share again.
+    let node = node_status(&cluster, "node-4")?;
+    let held = node["status"]["used_bytes"].as_u64().unwrap_or(0);
+    let pulled_after = node["status"]["sync"]["bytes_pulled"].as_u64().unwrap_or(0);
+    assert!(held > pulled_before, "{node}");
+    assert!(
+        pulled_after + pulled_before <= held + 4 * MIB + 4096,
+        "pulled {pulled_before} then {pulled_after}: {node}"
+    );
+    Ok(())
+}

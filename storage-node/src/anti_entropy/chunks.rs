@@ -10,41 +10,51 @@ use crate::control::{ClusterState, NodeInfo};
 use crate::pace::Pace;
 
 impl AntiEntropy {
-    /// Syncs the chunks of every partition this node holds with the other replicas.
+    /// Syncs the chunks of every partition this node holds with the other replicas. Every
+    /// partition is compared first, so that node status shows what the round has to pull (a
+    /// layout move's size) while it pulls.
     pub(super) async fn sync_chunks(&self, state: &ClusterState, round: &mut Round, pace: &mut Pace) {
         let count = state.layout.partition_count;
         if count == 0 || count as usize > LEAF_COUNT {
             return;
         }
         let mine: Vec<u32> = state.layout.partitions_of_node(&self.node_id).collect();
-        // Each peer's summary of every partition, asked once per round.
-        let mut summaries: HashMap<String, Option<Vec<LeafSummary>>> = HashMap::new();
+        let summaries = self.peer_summaries(state, &mine, count).await;
+        let mut plan = Vec::with_capacity(mine.len());
+        let (mut differing, mut lacking) = (0u64, 0u64);
         for partition in mine {
             let replicas = Replicas::of(state, partition);
             let leaves = leaves_of_partition(partition, count);
             let ours = LeafSummary::combine(&self.chunks.leaf_summaries(leaves.clone()));
+            let peers: Vec<(NodeInfo, LeafSummary)> = self
+                .reachable_peers(&replicas)
+                .into_iter()
+                .filter_map(|peer| {
+                    let theirs = summaries.get(&peer.node_id)?[partition as usize];
+                    Some((peer, theirs))
+                })
+                .collect();
+            if peers.iter().any(|(_, theirs)| *theirs != ours) {
+                differing += 1;
+                lacking += peers.iter().map(|(_, theirs)| theirs.bytes.saturating_sub(ours.bytes)).max().unwrap_or(0);
+            }
+            plan.push((partition, replicas, leaves, ours, peers));
+        }
+        self.progress(|r| {
+            r.partitions_remaining = differing;
+            r.bytes_remaining = lacking;
+        });
+        for (partition, replicas, leaves, ours, peers) in plan {
             let mut synced = Vec::new();
-            for peer in self.reachable_peers(&replicas) {
-                if !summaries.contains_key(&peer.node_id) {
-                    let answer = match self.client.chunk_partitions(&peer.rpc_addr, count).await {
-                        Ok(all) if all.len() == count as usize => Some(all),
-                        Ok(_) => None,
-                        Err(e) => {
-                            tracing::warn!(peer = %peer.node_id, error = %e, "could not read a peer's chunk summaries");
-                            None
-                        }
-                    };
-                    summaries.insert(peer.node_id.clone(), answer);
-                }
-                let Some(theirs) = summaries.get(&peer.node_id).and_then(|s| s.as_ref()) else { continue };
-                let theirs = theirs[partition as usize];
+            let mut pulled = false;
+            for (peer, theirs) in peers {
                 if theirs == ours {
-                    synced.push(peer.node_id.clone());
+                    synced.push(peer.node_id);
                     continue;
                 }
-                round.bytes_remaining += theirs.bytes.saturating_sub(ours.bytes);
+                pulled = true;
                 match self.pull_partition(&peer, leaves.clone(), round, pace).await {
-                    Ok(true) => synced.push(peer.node_id.clone()),
+                    Ok(true) => synced.push(peer.node_id),
                     Ok(false) => round.incomplete(),
                     Err(e) => {
                         tracing::warn!(peer = %peer.node_id, partition, error = %e, "chunk anti-entropy failed");
@@ -54,8 +64,39 @@ impl AntiEntropy {
             if !replicas.enough(&self.node_id, self.rebuilding(), &synced) {
                 round.remaining += 1;
                 round.incomplete();
+            } else if pulled {
+                self.progress(|r| r.partitions_remaining = r.partitions_remaining.saturating_sub(1));
             }
         }
+    }
+
+    /// Each reachable peer's chunk summary of every partition, asked once per round; peers
+    /// that did not answer are left out.
+    async fn peer_summaries(
+        &self,
+        state: &ClusterState,
+        mine: &[u32],
+        count: u32,
+    ) -> HashMap<String, Vec<LeafSummary>> {
+        let mut asked = HashSet::new();
+        let mut summaries = HashMap::new();
+        for &partition in mine {
+            for peer in self.reachable_peers(&Replicas::of(state, partition)) {
+                if !asked.insert(peer.node_id.clone()) {
+                    continue;
+                }
+                match self.client.chunk_partitions(&peer.rpc_addr, count).await {
+                    Ok(all) if all.len() == count as usize => {
+                        summaries.insert(peer.node_id, all);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.node_id, error = %e, "could not read a peer's chunk summaries")
+                    }
+                }
+            }
+        }
+        summaries
     }
 
     /// Copies the chunks of `leaves` that `peer` holds and this node lacks; true when every

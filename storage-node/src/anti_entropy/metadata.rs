@@ -88,7 +88,9 @@ impl AntiEntropy {
                     }
                     ready.push(row);
                 }
-                round.rows += self.apply(ready).await?;
+                let applied = self.apply(ready).await?;
+                round.rows += applied;
+                self.progress(|r| r.rows_pulled += applied as u64);
                 if !full_page {
                     break;
                 }
