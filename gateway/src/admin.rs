@@ -33,6 +33,7 @@ pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/buckets/{name}/consistency", put(set_consistency))
         .route("/v1/status", get(status))
+        .route("/v1/health", get(cluster_health))
         .route("/v1/layout", get(layout))
         .route("/v1/nodes", post(add_node))
         .route("/v1/nodes/{id}", axum::routing::delete(remove_node).patch(update_node))
@@ -42,6 +43,7 @@ pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
     Router::new()
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .route("/health/cluster", get(health_cluster))
         .merge(api)
         .with_state(state)
 }
@@ -122,6 +124,8 @@ async fn set_consistency(
 pub struct ClusterStatus {
     /// Control-plane state version.
     pub state_version: u64,
+    /// The health verdict and its reasons.
+    pub health: crate::health::ClusterHealth,
     /// The nodes.
     pub nodes: Vec<NodeHealth>,
 }
@@ -129,7 +133,8 @@ pub struct ClusterStatus {
 async fn status(State(admin): State<Arc<AdminState>>) -> Response {
     let state = admin.gateway.state();
     let nodes = admin.gateway.replication.detector().snapshot();
-    Json(ClusterStatus { state_version: state.version, nodes }).into_response()
+    let health = crate::health::assess(&state, &nodes);
+    Json(ClusterStatus { state_version: state.version, health, nodes }).into_response()
 }
 
 /// A node as the layout sees it.
@@ -332,6 +337,26 @@ where
         })
         .collect();
     Json(reports).into_response()
+}
+
+/// The verdict as this gateway sees the cluster.
+fn assess(admin: &AdminState) -> crate::health::ClusterHealth {
+    crate::health::assess(&admin.gateway.state(), &admin.gateway.replication.detector().snapshot())
+}
+
+async fn cluster_health(State(admin): State<Arc<AdminState>>) -> Response {
+    Json(assess(&admin)).into_response()
+}
+
+/// `200` while QUORUM requests can succeed on every partition, `503` otherwise; the body is the
+/// verdict with its reasons.
+async fn health_cluster(State(admin): State<Arc<AdminState>>) -> Response {
+    let health = assess(&admin);
+    let status = match health.verdict {
+        crate::health::Verdict::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    (status, Json(health)).into_response()
 }
 
 async fn ready(State(admin): State<Arc<AdminState>>) -> Response {

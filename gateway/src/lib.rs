@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod dev;
+pub mod health;
 pub mod replication;
 pub mod s3;
 pub mod server;

@@ -105,6 +105,14 @@ struct NodeArgs {
     /// Directory for chunks, metadata and the control-plane log.
     #[arg(long, env = "CAIRN_DATA_DIR")]
     data_dir: PathBuf,
+    /// Directory for the metadata rows, the control-plane log and the node's identity, when
+    /// they should live apart from the chunks (defaults to the data directory).
+    #[arg(long, env = "CAIRN_METADATA_DIR")]
+    metadata_dir: Option<PathBuf>,
+    /// Zones to spread a StatefulSet's nodes over, comma separated: a node whose id ends in
+    /// `-N` takes entry N modulo their number (overrides --zone).
+    #[arg(long, env = "CAIRN_ZONE_LIST", value_delimiter = ',')]
+    zone_list: Vec<String>,
     /// Address the node RPC listens on.
     #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7000")]
     listen: SocketAddr,
@@ -160,9 +168,15 @@ struct NodeArgs {
     /// Start a new cluster if this node has none.
     #[arg(long, env = "CAIRN_BOOTSTRAP")]
     bootstrap: bool,
-    /// Join the cluster through this node address if this node has none.
-    #[arg(long, env = "CAIRN_JOIN")]
-    join: Option<String>,
+    /// Start a new cluster if this node has none and its --node-id is this one, so that every
+    /// node can be given the same arguments (a Kubernetes StatefulSet).
+    #[arg(long, env = "CAIRN_BOOTSTRAP_NODE")]
+    bootstrap_node: Option<String>,
+    /// Node addresses to join the cluster through if this node has none, comma separated: the
+    /// first that is not this node's own address is used (and a bootstrapping node asks it
+    /// whether a cluster exists already).
+    #[arg(long, env = "CAIRN_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
     /// Replication factor of a new cluster.
     #[arg(long, env = "CAIRN_REPLICATION_FACTOR", default_value_t = DEFAULT_REPLICATION_FACTOR)]
     replication_factor: u8,
@@ -198,6 +212,12 @@ struct GatewayArgs {
     /// File holding the admin API token.
     #[arg(long, env = "CAIRN_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// File holding the access key id of a root key this gateway makes sure exists.
+    #[arg(long, env = "CAIRN_ROOT_ACCESS_KEY_ID_FILE", requires = "root_secret_access_key_file")]
+    root_access_key_id_file: Option<PathBuf>,
+    /// File holding that root key's secret access key.
+    #[arg(long, env = "CAIRN_ROOT_SECRET_ACCESS_KEY_FILE", requires = "root_access_key_id_file")]
+    root_secret_access_key_file: Option<PathBuf>,
     /// Region reported to S3 clients.
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
     region: String,
@@ -474,16 +494,19 @@ fn main() -> anyhow::Result<()> {
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Commands::Node(args) => {
+            let bootstrap = args.bootstrap || (args.bootstrap_node.is_some() && args.bootstrap_node == args.node_id);
+            let zone = zone_of(args.node_id.as_deref(), &args.zone_list).unwrap_or(args.zone);
             let config = node::NodeConfig {
                 node_id: args.node_id,
                 data_dir: args.data_dir,
+                metadata_dir: args.metadata_dir,
                 listen: args.listen,
                 advertise: args.advertise,
-                zone: args.zone,
+                zone,
                 capacity_weight: args.capacity_weight,
                 reserve_bytes: args.reserve_bytes,
                 secret: args.secret.load()?,
-                bootstrap: args.bootstrap.then_some(ClusterSettings {
+                bootstrap: bootstrap.then_some(ClusterSettings {
                     partition_count: args.partitions,
                     replication_factor: args.replication_factor,
                     chunk_size_bytes: args.chunk_size_bytes,
@@ -532,6 +555,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 detector: args.probes.detector(),
                 routes: args.routes.load()?,
                 admin_token,
+                root_key: match (&args.root_access_key_id_file, &args.root_secret_access_key_file) {
+                    (Some(id), Some(secret)) => Some((read_secret_file(id)?, read_secret_file(secret)?)),
+                    _ => None,
+                },
                 tls: match (args.s3_tls_listen, args.tls.tls_cert, args.tls.tls_key) {
                     (Some(listen), Some(cert_file), Some(key_file)) => {
                         Some(server::TlsListenerConfig { listen, cert_file, key_file })
@@ -596,6 +623,11 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
+                let health = &status.health;
+                println!("cluster: {}", health.verdict.name());
+                for reason in &health.reasons {
+                    println!("  - {reason}");
+                }
                 println!(
                     "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14} {:<24}  LAST ERROR",
                     "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED", "SCRUB", "REPAIR Q/ERR", "REBALANCE"
@@ -657,6 +689,13 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// The zone of node `node_id` in a StatefulSet spread over `zones`: entry N (modulo their
+/// number) for an id ending in `-N`.
+fn zone_of(node_id: Option<&str>, zones: &[String]) -> Option<String> {
+    let ordinal: usize = node_id?.rsplit_once('-')?.1.parse().ok()?;
+    zones.get(ordinal.checked_rem(zones.len())?).cloned()
 }
 
 /// Prints the layout of `cairn admin node`.
@@ -749,5 +788,20 @@ async fn stop_signal(exit_with_parent: bool) {
         }
     } else {
         cairn_gateway::shutdown_signal().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statefulset_ordinals_map_to_zones_round_robin() {
+        let zones: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        assert_eq!(zone_of(Some("cairn-node-0"), &zones).as_deref(), Some("a"));
+        assert_eq!(zone_of(Some("cairn-node-4"), &zones).as_deref(), Some("b"));
+        assert_eq!(zone_of(Some("node"), &zones), None);
+        assert_eq!(zone_of(Some("cairn-node-1"), &[]), None);
+        assert_eq!(zone_of(None, &zones), None);
     }
 }

@@ -9,9 +9,12 @@ use cairn_storage_node::failure_detector::{DetectorConfig, FailureDetector};
 use cairn_storage_node::rpc::auth::ClusterSecret;
 use cairn_storage_node::rpc::client::{ClientConfig, NodeClient};
 
+use cairn_storage_node::control::{AccessKey, ClusterState, Command, CommandResult};
+
 use crate::cluster::Cluster;
 use crate::replication::Replication;
 use crate::s3::{Gateway, S3Config};
+use crate::timefmt::now_ms;
 
 /// How long a starting gateway waits for the cluster to answer.
 const CONNECT_DEADLINE_SECS: u64 = 60;
@@ -45,6 +48,9 @@ pub struct GatewayConfig {
     pub routes: std::collections::BTreeMap<String, String>,
     /// Bearer token of the admin API.
     pub admin_token: String,
+    /// An access key (id, secret) this gateway makes sure exists: the root key of a deployment
+    /// whose credentials come from files (a Kubernetes Secret).
+    pub root_key: Option<(String, String)>,
     /// An HTTPS listener for the S3 API besides the plain one.
     pub tls: Option<TlsListenerConfig>,
 }
@@ -58,6 +64,25 @@ pub struct TlsListenerConfig {
     pub cert_file: std::path::PathBuf,
     /// PEM private key.
     pub key_file: std::path::PathBuf,
+}
+
+/// Makes sure the access key `key_id` exists with `secret`, retrying until the control plane
+/// takes it (a new cluster may still be forming).
+async fn install_root_key(cluster: std::sync::Arc<Cluster>, (key_id, secret): (String, String)) {
+    let installed = |state: &ClusterState| state.access_keys.get(&key_id).is_some_and(|k| k.secret == secret);
+    while !installed(&cluster.state()) {
+        let key =
+            AccessKey { key_id: key_id.clone(), secret: secret.clone(), name: "root".into(), created_ms: now_ms() };
+        match cluster.command(&Command::PutAccessKey(key), installed).await {
+            Ok(CommandResult::Ok) => tracing::info!(%key_id, "root access key installed"),
+            Ok(refused) => {
+                tracing::error!(%key_id, ?refused, "the root access key was refused");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not install the root access key yet"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Runs a gateway until `shutdown` resolves.
@@ -84,6 +109,9 @@ pub async fn run(
     };
     let cluster =
         Cluster::connect(config.seeds.clone(), client.clone(), Duration::from_secs(CONNECT_DEADLINE_SECS)).await?;
+    if let Some(key) = config.root_key.clone() {
+        tokio::spawn(install_root_key(cluster.clone(), key));
+    }
     let detector = FailureDetector::new(config.detector);
     let view = cluster.clone();
     tokio::spawn(detector.clone().run(client.clone(), move || view.state().nodes.values().cloned().collect()));

@@ -281,12 +281,14 @@ impl Drop for FaultCluster {
     }
 }
 
-fn free_addr() -> anyhow::Result<String> {
+/// A loopback address with a port free right now.
+pub fn free_addr() -> anyhow::Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.to_string())
 }
 
-fn hex_token() -> String {
+/// 32 random bytes in hex: a secret or token.
+pub fn hex_token() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));

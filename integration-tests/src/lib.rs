@@ -414,14 +414,14 @@ pub(crate) fn node_client_with_secret(
 }
 
 /// A `cairn admin ARGS` command aimed at the admin API at `url`.
-pub(crate) fn admin_command(url: &str, token: &str, args: &[&str]) -> Command {
+pub fn admin_command(url: &str, token: &str, args: &[&str]) -> Command {
     let mut command = Command::new(cairn_binary());
     command.arg("admin").args(args).env("CAIRN_ADMIN_URL", url).env("CAIRN_ADMIN_TOKEN", token);
     command
 }
 
 /// Runs an admin command with `--json` and parses what it prints.
-pub(crate) fn admin_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
+pub fn admin_json(mut command: Command) -> anyhow::Result<serde_json::Value> {
     let output = command.arg("--json").output()?;
     anyhow::ensure!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     Ok(serde_json::from_slice(&output.stdout)?)

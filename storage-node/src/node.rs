@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub node_id: Option<String>,
     /// Where chunks, metadata and the control-plane log live.
     pub data_dir: PathBuf,
+    /// Directory of the metadata rows, the control-plane log and the node's identity (its own
+    /// volume if wanted; `None`: the data directory).
+    pub metadata_dir: Option<PathBuf>,
     /// Address the RPC server binds.
     pub listen: SocketAddr,
     /// Address peers and gateways use to reach this node (defaults to the bound address).
@@ -47,8 +50,9 @@ pub struct NodeConfig {
     pub secret: ClusterSecret,
     /// Start a new cluster with these settings when the node has none yet.
     pub bootstrap: Option<ClusterSettings>,
-    /// Join the cluster through this node when the node has none yet.
-    pub join: Option<String>,
+    /// Join the cluster through the first of these nodes that is not this one, when the node
+    /// has none yet.
+    pub join: Vec<String>,
     /// Peers reached through another address than the one they advertise.
     pub routes: std::collections::BTreeMap<String, String>,
     /// How peers are probed.
@@ -86,15 +90,20 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let rebuild_marker = config.data_dir.join(REBUILD_MARKER);
-    let (node_id, fresh) = node_identity(&config.data_dir, config.node_id.as_deref(), &rebuild_marker)?;
+    let metadata_dir = config.metadata_dir.clone().unwrap_or_else(|| config.data_dir.clone());
+    for dir in [&config.data_dir, &metadata_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Whether the node may serve reads hangs on its metadata: an empty metadata directory is a
+    // node to rebuild (chunks missing from a kept one are found by reads and anti-entropy).
+    let rebuild_marker = metadata_dir.join(REBUILD_MARKER);
+    let (node_id, fresh) = node_identity(&metadata_dir, config.node_id.as_deref(), &rebuild_marker)?;
     let rebuilding = fresh || rebuild_marker.exists();
     if rebuilding {
         tracing::info!(%node_id, "empty data directory: no reads until this node has pulled its partitions");
     }
     let chunks = ChunkStore::open(&config.data_dir.join("chunks"), config.reserve_bytes)?;
-    let meta = MetaStore::open(&config.data_dir.join("meta.redb"), MetaStoreConfig::default())?;
+    let meta = MetaStore::open(&metadata_dir.join("meta.redb"), MetaStoreConfig::default())?;
 
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -124,7 +133,7 @@ pub async fn run(
             ..Default::default()
         },
     );
-    let control_config = ControlConfig::new(info, config.data_dir.join("control.redb"));
+    let control_config = ControlConfig::new(info, metadata_dir.join("control.redb"));
     let control = ControlPlane::start(control_config, RpcTransport(client.clone())).await?;
 
     let recovering = Arc::new(AtomicBool::new(true));
@@ -181,7 +190,23 @@ pub async fn run(
     if let Some(grace) = config.evict_after {
         tokio::spawn(membership::evict_down_nodes(control.clone(), peers.clone(), grace));
     }
-    let app = router(data, crate::control::routes(control.clone()), config.secret.clone());
+    let health = {
+        let (control, rebuilding) = (control.clone(), data.rebuilding.clone());
+        axum::Router::new().route(crate::rpc::HEALTH_LIVE_PATH, axum::routing::get(|| async { "ok" })).route(
+            crate::rpc::HEALTH_READY_PATH,
+            axum::routing::get(move || async move {
+                if !control.is_initialized() {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "not a member of a cluster yet")
+                } else if rebuilding.load(std::sync::atomic::Ordering::Relaxed) {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "rebuilding an emptied data directory")
+                } else {
+                    (http::StatusCode::OK, "ok")
+                }
+            }),
+        )
+    };
+    // Health checks answer without the cluster secret; everything else needs it.
+    let app = router(data, crate::control::routes(control.clone()), config.secret.clone()).merge(health);
     tracing::info!(%node_id, %rpc_addr, data_dir = %config.data_dir.display(), "storage node listening");
     let server = tokio::spawn(async move {
         let listener = listener.tap_io(|tcp| {
@@ -192,8 +217,9 @@ pub async fn run(
 
     // A bootstrap node that lost its data directory must not start a second cluster: when its
     // seed answers with a cluster, it joins that one instead.
+    let seed = config.join.iter().find(|addr| **addr != rpc_addr).cloned();
     let mut bootstrap = config.bootstrap.clone();
-    if let (Some(_), Some(seed)) = (&bootstrap, &config.join)
+    if let (Some(_), Some(seed)) = (&bootstrap, &seed)
         && !control.is_initialized()
         && seed_has_cluster(&client, seed).await
     {
@@ -205,7 +231,7 @@ pub async fn run(
         control.bootstrap(settings).await?;
         tracing::info!("cluster bootstrapped");
     } else if !control.is_initialized() {
-        if let Some(seed) = config.join.clone() {
+        if let Some(seed) = seed {
             control.join(&seed).await?;
             tracing::info!(%seed, "joined the cluster");
         } else {

@@ -9,9 +9,11 @@ mod cluster;
 mod conditional;
 mod consistency;
 mod copy;
+mod deployment;
 mod faults;
 mod garbage;
 mod healing;
+mod helm_chart;
 mod history;
 mod listing;
 mod metadata;
@@ -201,6 +203,12 @@ pub async fn send_presigned(
         builder = builder.header(name, value);
     }
     send_to_cluster(builder.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))?).await
+}
+
+/// GETs `url` without credentials; returns the status and body text.
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let request = http::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new()))?;
+    send_to_cluster(request).await
 }
 
 async fn send_to_cluster(request: http::Request<http_body_util::Full<bytes::Bytes>>) -> anyhow::Result<(u16, String)> {

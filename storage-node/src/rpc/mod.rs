@@ -53,6 +53,11 @@ pub const CHUNK_LEAVES_PATH: &str = "/v1/chunks/leaves";
 pub const CHUNK_LEAF_PATH: &str = "/v1/chunks/leaf/";
 /// Path of the node status report.
 pub const STATUS_PATH: &str = "/v1/status";
+/// Path answering `200` while the process runs (unauthenticated, for orchestrators).
+pub const HEALTH_LIVE_PATH: &str = "/health/live";
+/// Path answering `200` while the node belongs to a cluster and is not rebuilding an emptied
+/// data directory, `503` otherwise (unauthenticated, for orchestrators).
+pub const HEALTH_READY_PATH: &str = "/health/ready";
 /// Path of the scrubber's report; a command name after a slash drives it.
 pub const SCRUB_PATH: &str = "/v1/scrub";
 
