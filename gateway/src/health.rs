@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
-use cairn_storage_node::control::ClusterState;
+use cairn_storage_node::control::{ClusterState, Consistency};
 use cairn_storage_node::failure_detector::{NodeHealth, NodeState};
 use cairn_storage_node::placement::Layout;
 use serde::{Deserialize, Serialize};
+
+use crate::replication::{read_quorum, write_quorum};
 
 /// How the cluster is, in one word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,59 @@ fn partitions_below_quorum(layout: &Layout, nodes: &HashMap<&str, &NodeHealth>) 
             up < quorum
         })
         .count() as u32
+}
+
+/// What a bucket's requests can do at its consistency level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketHealth {
+    /// Every replica of every partition serves.
+    Healthy,
+    /// Some replica is missing, but reads and writes at the bucket's level succeed.
+    Degraded,
+    /// Reads succeed, writes at the bucket's level do not.
+    ReadOnly,
+    /// Some partition has too few serving replicas even to read.
+    Unavailable,
+}
+
+impl BucketHealth {
+    /// The health as `cairn admin` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::ReadOnly => "read-only",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// What a bucket at `level` can do when every partition has `serving` of its
+    /// `replication_factor` replicas serving (chunks are spread over every partition).
+    pub fn at(level: Consistency, serving: usize, replication_factor: usize) -> Self {
+        if serving >= replication_factor {
+            Self::Healthy
+        } else if serving >= write_quorum(replication_factor, level) {
+            Self::Degraded
+        } else if serving >= read_quorum(replication_factor, level) {
+            Self::ReadOnly
+        } else {
+            Self::Unavailable
+        }
+    }
+}
+
+/// The fewest serving replicas any partition has, in both layouts during a move.
+pub fn fewest_serving_replicas(state: &ClusterState, seen: &[NodeHealth]) -> usize {
+    let nodes: HashMap<&str, &NodeHealth> = seen.iter().map(|h| (h.node_id.as_str(), h)).collect();
+    let fewest = |layout: &Layout| {
+        (0..layout.partition_count)
+            .map(|partition| layout.replicas(partition).filter(|id| serving(nodes.get(id).copied())).count())
+            .min()
+            .unwrap_or(0)
+    };
+    let current = fewest(&state.layout);
+    state.transition.as_ref().map_or(current, |t| current.min(fewest(&t.previous)))
 }
 
 /// Judges the cluster from its state and the failure detector's view of every node.
@@ -149,5 +204,17 @@ mod tests {
         assert_eq!(health.partitions_below_quorum, 4);
 
         assert_eq!(assess(&cluster(&[]), &[]).verdict, Verdict::Unavailable);
+        assert_eq!(fewest_serving_replicas(&state, &two_down), 1);
+    }
+
+    #[test]
+    fn bucket_health_follows_its_consistency_level() {
+        use Consistency::*;
+        assert_eq!(BucketHealth::at(Quorum, 3, 3), BucketHealth::Healthy);
+        assert_eq!(BucketHealth::at(All, 2, 3), BucketHealth::ReadOnly);
+        assert_eq!(BucketHealth::at(Quorum, 2, 3), BucketHealth::Degraded);
+        assert_eq!(BucketHealth::at(Quorum, 1, 3), BucketHealth::Unavailable);
+        assert_eq!(BucketHealth::at(One, 1, 3), BucketHealth::Degraded);
+        assert_eq!(BucketHealth::at(One, 0, 3), BucketHealth::Unavailable);
     }
 }

@@ -6,11 +6,13 @@ pub mod auth;
 pub mod cluster;
 pub mod dev;
 pub mod health;
+pub mod metrics;
 pub mod replication;
 pub mod s3;
 pub mod server;
 pub mod timefmt;
 pub mod tls;
+pub mod usage;
 
 /// Reads a secret from a file, trimming the trailing newline.
 pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {

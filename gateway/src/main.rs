@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_gateway::admin::UpdateNodeRequest;
+use cairn_gateway::admin::cli::{AdminCommand, AdminConnection};
 use cairn_gateway::replication::DEFAULT_QUORUM_TIMEOUT_MS;
 use cairn_gateway::s3::pending::DEFAULT_UPLOAD_LEASE_SECS;
 use cairn_gateway::{dev, read_secret_file, server};
@@ -49,17 +49,6 @@ enum Commands {
         #[command(subcommand)]
         command: AdminCommand,
     },
-}
-
-/// Where the admin API is and the token it wants.
-#[derive(Args)]
-struct AdminConnection {
-    /// Admin API URL.
-    #[arg(long, global = true, env = "CAIRN_ADMIN_URL", default_value = "http://127.0.0.1:9001")]
-    admin_url: String,
-    /// Admin API token.
-    #[arg(long, global = true, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -314,130 +303,6 @@ struct DevArgs {
     tls: TlsArgs,
 }
 
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Access keys.
-    Key {
-        #[command(subcommand)]
-        command: KeyCommand,
-    },
-    /// Buckets and their consistency levels.
-    Bucket {
-        #[command(subcommand)]
-        command: BucketCommand,
-    },
-    /// Every node and its state as the gateway's failure detector sees it.
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// The scrubber of every node (or of one).
-    Scrub {
-        #[command(subcommand)]
-        command: ScrubCli,
-    },
-    /// Nodes and the layout.
-    Node {
-        #[command(subcommand)]
-        command: NodeCli,
-    },
-}
-
-#[derive(Subcommand)]
-enum NodeCli {
-    /// The layout: every node, its zone, weight and partitions, and any move in progress.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Have a running node that belongs to no cluster join this one (its data moves in).
-    Add {
-        /// The node's RPC address.
-        rpc_addr: String,
-    },
-    /// Take a node out of the layout (its data moves to the others first).
-    Remove {
-        /// Node id.
-        node_id: String,
-    },
-    /// Change a node's relative share of partitions.
-    SetCapacity {
-        /// Node id.
-        node_id: String,
-        /// New capacity weight (positive).
-        capacity: u32,
-    },
-    /// Change a node's failure zone.
-    SetZone {
-        /// Node id.
-        node_id: String,
-        /// New zone.
-        zone: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum ScrubCli {
-    /// Progress, findings and repair queue of each node's scrubber.
-    Status {
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start a full pass now.
-    Start {
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-    },
-    /// Pause the pass in progress.
-    Pause {
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-    },
-    /// Resume a paused pass.
-    Resume {
-        /// Only this node.
-        #[arg(long)]
-        node: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// Create an access key that may create buckets of its own.
-    Create {
-        /// Name of the key.
-        name: String,
-        /// Print the key as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum BucketCommand {
-    /// List buckets with their consistency level and owner.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change the consistency level of a bucket's later reads and writes.
-    SetConsistency {
-        /// Bucket name.
-        bucket: String,
-        /// `one`, `quorum` or `all`.
-        level: String,
-    },
-}
-
 /// Turns a TOML config file into `--name value` arguments for every option the command line
 /// does not give itself, so flags given on the command line win.
 fn args_with_config_file() -> anyhow::Result<Vec<String>> {
@@ -478,14 +343,18 @@ fn args_with_config_file() -> anyhow::Result<Vec<String>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    // `CAIRN_LOG_FORMAT=json`: one JSON object per line, with the fields of the enclosing spans
+    // (an S3 request's id and operation), for log collectors.
+    match std::env::var("CAIRN_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().with_current_span(true).with_span_list(false).init(),
+        _ => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     let cli = Cli::parse_from(args_with_config_file()?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async_main(cli))
@@ -585,110 +454,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Commands::Admin { connection, command } => admin(connection, command).await,
+        Commands::Admin { connection, command } => cairn_gateway::admin::cli::run(connection, command).await,
     }
-}
-
-/// Runs one `cairn admin` command against the admin API.
-#[allow(clippy::print_stdout)]
-async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Result<()> {
-    let token = connection.admin_token.context("an admin token is required: --admin-token or CAIRN_ADMIN_TOKEN")?;
-    let client = cairn_gateway::admin::AdminClient::new(&connection.admin_url, &token);
-    match command {
-        AdminCommand::Key { command: KeyCommand::Create { name, json } } => {
-            let key = client.create_key(&name).await?;
-            if json {
-                println!("{}", serde_json::to_string(&key)?);
-            } else {
-                println!("access key id:     {}\nsecret access key: {}", key.access_key_id, key.secret_access_key);
-            }
-        }
-        AdminCommand::Bucket { command: BucketCommand::List { json } } => {
-            let buckets = client.buckets().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&buckets)?);
-            } else {
-                println!("{:<40} {:<12} OWNER", "BUCKET", "CONSISTENCY");
-                for bucket in buckets {
-                    println!("{:<40} {:<12} {}", bucket.name, bucket.consistency, bucket.owner);
-                }
-            }
-        }
-        AdminCommand::Bucket { command: BucketCommand::SetConsistency { bucket, level } } => {
-            let bucket = client.set_consistency(&bucket, &level).await?;
-            println!("{}: consistency {}", bucket.name, bucket.consistency);
-        }
-        AdminCommand::Status { json } => {
-            let status = client.status().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                let health = &status.health;
-                println!("cluster: {}", health.verdict.name());
-                for reason in &health.reasons {
-                    println!("  - {reason}");
-                }
-                println!(
-                    "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14} {:<24}  LAST ERROR",
-                    "NODE", "ADDRESS", "STATE", "IN FLIGHT", "MISSED", "SCRUB", "REPAIR Q/ERR", "REBALANCE"
-                );
-                for node in status.nodes {
-                    let scrub = node.status.as_ref().and_then(|s| s.scrub.as_ref());
-                    let (scrub_state, repair) = match scrub {
-                        Some(r) => (scrub_summary(r), format!("{}/{}", r.repair.queued, r.repair.errored)),
-                        None => ("-".to_owned(), "-".to_owned()),
-                    };
-                    let sync = node.status.as_ref().and_then(|s| s.sync.as_ref()).map_or("-".to_owned(), sync_summary);
-                    println!(
-                        "{:<16} {:<24} {:<10} {:>9} {:>7} {:<13} {:>14} {:<24}  {}",
-                        node.node_id,
-                        node.rpc_addr,
-                        node.state.name(),
-                        node.in_flight,
-                        node.failed_probes,
-                        scrub_state,
-                        repair,
-                        sync,
-                        node.last_error.unwrap_or_default()
-                    );
-                }
-            }
-        }
-        AdminCommand::Node { command } => {
-            let (layout, json) = match command {
-                NodeCli::List { json } => (client.layout().await?, json),
-                NodeCli::Add { rpc_addr } => (client.add_node(&rpc_addr).await?, false),
-                NodeCli::Remove { node_id } => (client.remove_node(&node_id).await?, false),
-                NodeCli::SetCapacity { node_id, capacity } => {
-                    let update = UpdateNodeRequest { capacity_weight: Some(capacity), ..Default::default() };
-                    (client.update_node(&node_id, &update).await?, false)
-                }
-                NodeCli::SetZone { node_id, zone } => {
-                    let update = UpdateNodeRequest { zone: Some(zone), ..Default::default() };
-                    (client.update_node(&node_id, &update).await?, false)
-                }
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&layout)?);
-            } else {
-                print_layout(&layout);
-            }
-        }
-        AdminCommand::Scrub { command } => {
-            let (reports, json) = match command {
-                ScrubCli::Status { node, json } => (client.scrub_status(node.as_deref()).await?, json),
-                ScrubCli::Start { node } => (client.scrub_command("start", node.as_deref()).await?, false),
-                ScrubCli::Pause { node } => (client.scrub_command("pause", node.as_deref()).await?, false),
-                ScrubCli::Resume { node } => (client.scrub_command("resume", node.as_deref()).await?, false),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
-            } else {
-                print_scrub_reports(&reports);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The zone of node `node_id` in a StatefulSet spread over `zones`: entry N (modulo their
@@ -696,87 +463,6 @@ async fn admin(connection: AdminConnection, command: AdminCommand) -> anyhow::Re
 fn zone_of(node_id: Option<&str>, zones: &[String]) -> Option<String> {
     let ordinal: usize = node_id?.rsplit_once('-')?.1.parse().ok()?;
     zones.get(ordinal.checked_rem(zones.len())?).cloned()
-}
-
-/// Prints the layout of `cairn admin node`.
-#[allow(clippy::print_stdout)]
-fn print_layout(layout: &cairn_gateway::admin::LayoutView) {
-    match layout.moving_from {
-        Some(from) => println!("layout version {} (moving data from version {from})", layout.version),
-        None => println!("layout version {}", layout.version),
-    }
-    println!(
-        "{:<16} {:<24} {:<12} {:>8} {:<10} {:>10}  MOVE",
-        "NODE", "ADDRESS", "ZONE", "CAPACITY", "MEMBER", "PARTITIONS"
-    );
-    for node in &layout.nodes {
-        let moving = match (node.previous_partitions, node.synced) {
-            (Some(before), Some(true)) => format!("done (had {before})"),
-            (Some(before), _) => format!("pulling (had {before})"),
-            _ => "-".to_owned(),
-        };
-        println!(
-            "{:<16} {:<24} {:<12} {:>8} {:<10} {:>10}  {}",
-            node.node_id, node.rpc_addr, node.zone, node.capacity_weight, node.membership, node.partitions, moving
-        );
-    }
-}
-
-/// A node's anti-entropy progress in a few characters: `synced`, `3 parts/12 MiB left`.
-fn sync_summary(sync: &cairn_storage_node::anti_entropy::SyncReport) -> String {
-    if sync.partitions_remaining == 0 && sync.handoff_pending == 0 {
-        return if sync.moving { "moving".to_owned() } else { "synced".to_owned() };
-    }
-    let mut parts = Vec::new();
-    if sync.partitions_remaining > 0 {
-        parts.push(format!("{} parts/{} MiB left", sync.partitions_remaining, sync.bytes_remaining >> 20));
-    }
-    if sync.handoff_pending > 0 {
-        parts.push(format!("{} to hand off", sync.handoff_pending));
-    }
-    parts.join(", ")
-}
-
-/// A scrubber's state in a few characters: `running 42%`, `paused 42%`, `idle`.
-fn scrub_summary(report: &cairn_storage_node::scrubber::ScrubReport) -> String {
-    match report.state.as_str() {
-        "idle" => "idle".to_owned(),
-        state => format!("{state} {}%", report.pass_percent),
-    }
-}
-
-/// Prints one line per node of `cairn admin scrub`.
-#[allow(clippy::print_stdout)]
-fn print_scrub_reports(reports: &[cairn_gateway::admin::NodeScrub]) {
-    println!(
-        "{:<16} {:<13} {:>10} {:>12} {:>7} {:>8} {:>8} {:>10}  LAST PASS COMPLETED",
-        "NODE", "SCRUB", "CHUNKS", "BYTES", "FOUND", "REPAIRED", "QUEUED", "ERRORED"
-    );
-    for node in reports {
-        let Some(r) = &node.report else {
-            println!("{:<16} unreachable: {}", node.node_id, node.error.as_deref().unwrap_or(""));
-            continue;
-        };
-        let p = &r.progress;
-        let (chunks, bytes) = if p.pass_started_ms.is_some() {
-            (p.chunks_checked, p.bytes_checked)
-        } else {
-            (p.last_pass_chunks, p.last_pass_bytes)
-        };
-        let last = p.last_pass_completed_ms.map_or("never".to_owned(), cairn_gateway::timefmt::iso8601);
-        println!(
-            "{:<16} {:<13} {:>10} {:>12} {:>7} {:>8} {:>8} {:>10}  {}",
-            node.node_id,
-            scrub_summary(r),
-            chunks,
-            bytes,
-            p.corruptions_found,
-            p.corruptions_repaired,
-            r.repair.queued,
-            r.repair.errored,
-            last
-        );
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM, or when the parent exits if asked to follow it.

@@ -109,6 +109,7 @@ pub struct Replication {
     clock: Clock,
     detector: Arc<FailureDetector>,
     quorum_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Replication {
@@ -121,6 +122,7 @@ impl Replication {
         origin: u64,
         detector: Arc<FailureDetector>,
         quorum_timeout: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             cluster,
@@ -129,7 +131,13 @@ impl Replication {
             clock: Clock::new(origin),
             detector,
             quorum_timeout,
+            metrics,
         }
+    }
+
+    /// The gateway's metrics, which this coordinator feeds.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The cluster view.
@@ -208,8 +216,11 @@ impl Replication {
         let (results_tx, results_rx) = mpsc::channel(replicas.len());
         let client = self.client.clone();
         let detector = self.detector.clone();
+        let metrics = self.metrics.clone();
+        let sets = targets.sets.clone();
         // The fan-out runs in its own task, holding the budget until every replica answered.
         tokio::spawn(async move {
+            let (mut acked, mut past_quorum) = (Vec::new(), None);
             let mut puts: FuturesUnordered<_> = replicas
                 .iter()
                 .map(|node| {
@@ -226,11 +237,22 @@ impl Replication {
                 })
                 .collect();
             while let Some((node_id, result)) = puts.next().await {
-                if let Err(e) = &result {
-                    tracing::warn!(chunk = %id.to_hex(), node = %node_id, error = %e, "chunk replica write failed");
+                match &result {
+                    Ok(()) => {
+                        metrics.chunk_transfer(true);
+                        acked.push(node_id.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(chunk = %id.to_hex(), node = %node_id, error = %e, "chunk replica write failed");
+                    }
                 }
                 let _ = results_tx.send((node_id, result)).await;
+                // Replicas still writing once the quorum answered are the replication backlog.
+                if past_quorum.is_none() && !puts.is_empty() && quorum_met(&sets, &acked) {
+                    past_quorum = Some(metrics.background_write());
+                }
             }
+            drop(past_quorum);
             drop(permit);
         });
         await_quorum(results_rx, &targets, self.quorum_timeout).await
@@ -245,7 +267,10 @@ impl Replication {
             let _in_flight = self.detector.start_request(node);
             let read = tokio::time::timeout(self.quorum_timeout, self.client.get_chunk(&node.rpc_addr, id, range));
             match read.await {
-                Ok(Ok(bytes)) => return Ok(bytes),
+                Ok(Ok(bytes)) => {
+                    self.metrics.chunk_transfer(false);
+                    return Ok(bytes);
+                }
                 Ok(Err(e)) => last_error = e.to_string(),
                 Err(_) => last_error = format!("{} did not answer in time", node.node_id),
             }
@@ -501,10 +526,15 @@ struct WriteTargets {
     sets: Vec<(Vec<String>, usize)>,
 }
 
+/// Whether the nodes in `acked` meet the quorum of every replica set.
+fn quorum_met(sets: &[(Vec<String>, usize)], acked: &[String]) -> bool {
+    sets.iter().all(|(ids, needed)| ids.iter().filter(|id| acked.contains(id)).count() >= *needed)
+}
+
 impl WriteTargets {
     /// Whether the nodes in `acked` meet the quorum of every set.
     fn met(&self, acked: &[String]) -> bool {
-        self.sets.iter().all(|(ids, needed)| ids.iter().filter(|id| acked.contains(id)).count() >= *needed)
+        quorum_met(&self.sets, acked)
     }
 
     /// The largest quorum, for error messages.

@@ -90,8 +90,10 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let client =
-        NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() });
+        NodeClient::new(config.secret.clone(), &ClientConfig { routes: config.routes.clone(), ..Default::default() })
+            .observed_by(metrics.clone());
     let s3_listener = tokio::net::TcpListener::bind(config.s3_listen)
         .await
         .with_context(|| format!("binding {}", config.s3_listen))?;
@@ -116,7 +118,7 @@ pub async fn run(
     let view = cluster.clone();
     tokio::spawn(detector.clone().run(client.clone(), move || view.state().nodes.values().cloned().collect()));
     let gateway = Gateway::new(
-        Replication::new(cluster.clone(), client, rand::random(), detector, config.quorum_timeout),
+        Replication::new(cluster.clone(), client, rand::random(), detector, config.quorum_timeout, metrics),
         S3Config {
             region: config.region.clone(),
             domains: config.domains.clone(),

@@ -311,9 +311,12 @@ impl AntiEntropy {
     async fn round(&self, state: &ClusterState) -> Round {
         let mut round = Round { complete: true, ..Round::default() };
         let mut pace = self.pace.lock().await;
+        // Planned first: metadata sync fetches the chunks of the rows it pulls, and progress
+        // must count those down too.
+        let chunks = self.plan_chunks(state).await;
         self.audit_chunks(state, &mut round, &mut pace).await;
         self.sync_metadata(state, &mut round, &mut pace).await;
-        self.sync_chunks(state, &mut round, &mut pace).await;
+        self.sync_chunks(chunks, &mut round, &mut pace).await;
         // Data moves out only once every node of the layout has pulled what it gained.
         if state.transition.is_none() {
             self.hand_off(state, &mut round).await;

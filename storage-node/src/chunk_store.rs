@@ -140,6 +140,10 @@ pub struct StoreUsage {
     pub free_bytes: u64,
     /// Free bytes that writes must leave untouched.
     pub reserve_bytes: u64,
+    /// Inodes of that file system.
+    pub inodes: u64,
+    /// Inodes available to this process on it.
+    pub free_inodes: u64,
 }
 
 /// Runs blocking file work off the async executor.
@@ -181,13 +185,23 @@ impl std::fmt::Debug for ChunkStore {
     }
 }
 
-/// Free and total bytes of the file system holding `path`.
-fn disk_space(path: &Path) -> Result<(u64, u64), ChunkError> {
+/// Free and total bytes and inodes of the file system holding `path`.
+pub(super) struct DiskSpace {
+    pub(super) free: u64,
+    capacity: u64,
+    free_inodes: u64,
+    inodes: u64,
+}
+
+fn disk_space(path: &Path) -> Result<DiskSpace, ChunkError> {
     let stats = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
     let fragment = stats.fragment_size();
-    let free = stats.blocks_available().saturating_mul(fragment);
-    let capacity = stats.blocks().saturating_mul(fragment);
-    Ok((free, capacity))
+    Ok(DiskSpace {
+        free: stats.blocks_available().saturating_mul(fragment),
+        capacity: stats.blocks().saturating_mul(fragment),
+        free_inodes: stats.files_available(),
+        inodes: stats.files(),
+    })
 }
 
 impl Inner {
@@ -377,13 +391,15 @@ impl ChunkStore {
 
     /// Chunk count and bytes (kept in memory) with the file system's capacity and free space.
     pub fn usage(&self) -> Result<StoreUsage, ChunkError> {
-        let (free_bytes, capacity_bytes) = disk_space(&self.inner.root)?;
+        let disk = disk_space(&self.inner.root)?;
         Ok(StoreUsage {
             chunk_count: self.inner.chunk_count.load(Ordering::Relaxed),
             used_bytes: self.inner.used_bytes.load(Ordering::Relaxed),
-            capacity_bytes,
-            free_bytes,
+            capacity_bytes: disk.capacity,
+            free_bytes: disk.free,
             reserve_bytes: self.inner.reserve_bytes,
+            inodes: disk.inodes,
+            free_inodes: disk.free_inodes,
         })
     }
 

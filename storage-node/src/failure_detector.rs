@@ -317,6 +317,7 @@ mod tests {
             rebuilding: false,
             sync: None,
             gc: None,
+            ..NodeStatus::default()
         }
     }
 

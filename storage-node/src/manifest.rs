@@ -170,6 +170,27 @@ pub struct PendingChunks {
     pub lease_until_ms: u64,
 }
 
+/// The bucket-usage tally of the metadata store: a live object row counts one object of its
+/// size in the group of its bucket index shard ([`usage_group`]).
+pub fn object_usage(row: &crate::meta_store::Row) -> Option<(Vec<u8>, u64)> {
+    /// The one field usage needs; the rest of the record is skipped unparsed.
+    #[derive(Deserialize)]
+    struct Size {
+        size: u64,
+    }
+    if row.tombstone || row.key.first() != Some(&(RowKind::Object as u8)) {
+        return None;
+    }
+    let group = row.key.get(1..OBJECT_KEY_HEADER_LEN)?.to_vec();
+    let size = decode_record::<Size>(&row.value).map(|s| s.size).unwrap_or(0);
+    Some((group, size))
+}
+
+/// The usage group of a bucket index shard: what [`object_usage`] counts its objects under.
+pub fn usage_group(bucket_id: Uuid, shard: u16) -> Vec<u8> {
+    metadata_placement_key(bucket_id, shard).to_vec()
+}
+
 /// Row key of the part table of an object version.
 pub fn part_table_key(bucket_id: Uuid, shard: u16, version_id: Uuid) -> Vec<u8> {
     let mut row = shard_prefix(RowKind::PartTable, bucket_id, shard);

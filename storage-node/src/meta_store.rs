@@ -39,6 +39,22 @@ pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The one table holding every row.
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+/// Running totals of the rows a [`Tally`] counts, by group: (rows, bytes).
+const TOTALS: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("totals");
+
+/// What a row adds to the running totals kept with the rows: the group it counts in and its
+/// bytes, or `None` for a row that counts nowhere. Totals change in the transaction that
+/// writes or removes the row, so reading them never needs a scan.
+pub type Tally = fn(&Row) -> Option<(Vec<u8>, u64)>;
+
+/// One group's running total.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Total {
+    /// Rows counted.
+    pub rows: u64,
+    /// Bytes those rows count for.
+    pub bytes: u64,
+}
 
 /// One stored row: its timestamp, whether it is a tombstone, and an opaque value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +137,7 @@ struct Inner {
     sender: Option<mpsc::Sender<WriteRequest>>,
     writer: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
+    tally: Option<Tally>,
 }
 
 impl Drop for Inner {
@@ -153,11 +170,35 @@ impl MetaStore {
     /// Opens (creating if needed) the database at `path` and starts its writer thread.
     /// Blocking: call it at startup.
     pub fn open(path: &Path, config: MetaStoreConfig) -> Result<Self, MetaError> {
+        Self::open_with_tally(path, config, None)
+    }
+
+    /// Opens the database at `path` keeping running totals of what `tally` counts. A store
+    /// that has no totals yet (new, or written before totals were kept) counts its rows once,
+    /// here. Blocking: call it at startup.
+    pub fn open_with_tally(path: &Path, config: MetaStoreConfig, tally: Option<Tally>) -> Result<Self, MetaError> {
         config.validate()?;
         let db = Database::builder().set_cache_size(config.cache_size_bytes).create(path)?;
-        // Create the table up front so readers never meet a missing table.
+        let counted = {
+            let txn = db.begin_read()?;
+            match txn.open_table(TOTALS) {
+                Ok(_) => true,
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // Create the tables up front so readers never meet a missing table.
         let txn = db.begin_write()?;
-        txn.open_table(ROWS)?;
+        let rows = txn.open_table(ROWS)?;
+        let mut totals = txn.open_table(TOTALS)?;
+        if let Some(tally) = tally.filter(|_| !counted) {
+            for entry in rows.iter()? {
+                let (key, stored) = entry?;
+                let row = codec::decode_row(key.value().to_vec(), stored.value())?;
+                writer::add_to_totals(&mut totals, tally, &row, true)?;
+            }
+        }
+        drop((rows, totals));
         txn.commit()?;
 
         let db = Arc::new(db);
@@ -169,10 +210,11 @@ impl MetaStore {
             let commits = commits.clone();
             std::thread::Builder::new()
                 .name("meta-writer".to_owned())
-                .spawn(move || writer::run(db, receiver, limits, commits))
+                .spawn(move || writer::run(db, receiver, limits, commits, tally))
                 .map_err(|e| MetaError::from(redb::Error::from(e)))?
         };
-        Ok(Self { inner: Arc::new(Inner { db, config, sender: Some(sender), writer: Some(writer), commits }) })
+        let inner = Inner { db, config, sender: Some(sender), writer: Some(writer), commits, tally };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Writes each row whose timestamp is strictly greater than the stored one (or whose key is
@@ -317,25 +359,46 @@ impl MetaStore {
         for (key, _) in &rows {
             check_key(key)?;
         }
+        let tally = self.inner.tally;
         self.read(move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate);
             let mut removed = 0;
             {
                 let mut table = txn.open_table(ROWS)?;
+                let mut totals = txn.open_table(TOTALS)?;
                 for (key, timestamp) in &rows {
                     let stored = match table.get(key.as_slice())? {
-                        Some(stored) => codec::decode_row(key.clone(), stored.value())?.timestamp,
+                        Some(stored) => codec::decode_row(key.clone(), stored.value())?,
                         None => continue,
                     };
-                    if stored == *timestamp {
+                    if stored.timestamp == *timestamp {
                         table.remove(key.as_slice())?;
+                        if let Some(tally) = tally {
+                            writer::add_to_totals(&mut totals, tally, &stored, false)?;
+                        }
                         removed += 1;
                     }
                 }
             }
             txn.commit()?;
             Ok(removed)
+        })
+        .await
+    }
+
+    /// The running total of each group (zero for a group nothing counts in).
+    pub async fn totals(&self, groups: Vec<Vec<u8>>) -> Result<Vec<Total>, MetaError> {
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(TOTALS)?;
+            groups
+                .iter()
+                .map(|group| {
+                    let total = table.get(group.as_slice())?.map(|t| t.value()).unwrap_or_default();
+                    Ok(Total { rows: total.0, bytes: total.1 })
+                })
+                .collect()
         })
         .await
     }

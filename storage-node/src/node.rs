@@ -103,7 +103,11 @@ pub async fn run(
         tracing::info!(%node_id, "empty data directory: no reads until this node has pulled its partitions");
     }
     let chunks = ChunkStore::open(&config.data_dir.join("chunks"), config.reserve_bytes)?;
-    let meta = MetaStore::open(&metadata_dir.join("meta.redb"), MetaStoreConfig::default())?;
+    let meta = MetaStore::open_with_tally(
+        &metadata_dir.join("meta.redb"),
+        MetaStoreConfig::default(),
+        Some(crate::manifest::object_usage),
+    )?;
 
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
@@ -170,6 +174,9 @@ pub async fn run(
         audit,
         repairs,
         scrubber,
+        started_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
     });
     let (synced_tx, synced_rx) = tokio::sync::mpsc::unbounded_channel();
     let anti_entropy = AntiEntropy::new(&data, copier, control.state(), config.transfer_rate_bytes, synced_tx);

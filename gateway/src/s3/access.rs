@@ -1,11 +1,13 @@
-//! Who may do what: a bucket's owner may do anything with it and its objects; canned ACLs
-//! open reading (and, for `public-read-write` buckets, writing) to other keys or to anonymous
-//! requests. Also GetBucketAcl / PutBucketAcl / GetObjectAcl / PutObjectAcl.
+//! Who may do what: a bucket's owner (and keys granted `owner` through the admin API) may do
+//! anything with it and its objects; keys granted `read` or `write` may list and read, or
+//! write and delete; canned ACLs open reading (and, for `public-read-write` buckets, writing)
+//! to other keys or to anonymous requests. Also GetBucketAcl / PutBucketAcl / GetObjectAcl /
+//! PutObjectAcl.
 
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use cairn_storage_node::control::{BucketChange, BucketInfo, CannedAcl};
+use cairn_storage_node::control::{BucketChange, BucketInfo, CannedAcl, Permissions};
 use cairn_storage_node::manifest::ObjectVersion;
 use http::StatusCode;
 
@@ -29,9 +31,13 @@ pub enum Access {
     ReadObject,
 }
 
-/// Whether the request is signed by the bucket's owner.
-pub fn is_owner(bucket: &BucketInfo, request: &S3Request) -> bool {
-    !request.auth.is_anonymous() && request.auth.access_key_id == bucket.owner_key
+/// What the requester's key was granted on the bucket (nothing for anonymous requests).
+fn permissions(bucket: &BucketInfo, request: &S3Request) -> Permissions {
+    if request.auth.is_anonymous() {
+        Permissions::default()
+    } else {
+        bucket.permissions_of(&request.auth.access_key_id)
+    }
 }
 
 fn denied() -> S3Error {
@@ -46,13 +52,13 @@ pub fn resolve_bucket(gateway: &Gateway, request: &S3Request, access: Access) ->
         return Err(denied());
     }
     let anonymous = request.auth.is_anonymous();
-    let allowed = is_owner(&bucket, request)
-        || match access {
-            Access::Owner => false,
-            Access::Read => bucket.acl.grants_read(anonymous),
-            Access::Write => bucket.acl.grants_write(),
-            Access::ReadObject => true,
-        };
+    let granted = permissions(&bucket, request);
+    let allowed = match access {
+        Access::Owner => granted.owner,
+        Access::Read => granted.read || bucket.acl.grants_read(anonymous),
+        Access::Write => granted.write || bucket.acl.grants_write(),
+        Access::ReadObject => true,
+    };
     if allowed { Ok(bucket) } else { Err(denied()) }
 }
 
@@ -64,9 +70,10 @@ pub fn readable_version(
     request: &S3Request,
 ) -> Result<ObjectVersion, S3Error> {
     let anonymous = request.auth.is_anonymous();
+    let reader = permissions(bucket, request).read;
     match version {
-        Some(version) if is_owner(bucket, request) || version.acl.grants_read(anonymous) => Ok(version),
-        None if is_owner(bucket, request) || bucket.acl.grants_read(anonymous) => Err(S3Error::NoSuchKey),
+        Some(version) if reader || version.acl.grants_read(anonymous) => Ok(version),
+        None if reader || bucket.acl.grants_read(anonymous) => Err(S3Error::NoSuchKey),
         _ => Err(denied()),
     }
 }

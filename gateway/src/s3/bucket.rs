@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use cairn_storage_node::control::{BucketChange, BucketInfo, ClusterState, Command, CommandResult, Consistency};
+use cairn_storage_node::control::{
+    BucketChange, BucketInfo, CannedAcl, ClusterState, Command, CommandResult, Consistency,
+};
 use cairn_storage_node::manifest::DEFAULT_INDEX_SHARDS;
 use http::StatusCode;
 use uuid::Uuid;
@@ -36,7 +38,8 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
 /// Most buckets one ListBuckets page returns when `max-buckets` is given.
 pub const MAX_LIST_BUCKETS: usize = 10_000;
 
-/// ListBuckets: the buckets the requester owns, optionally by prefix and in pages.
+/// ListBuckets: the buckets the requester owns or was granted rights on, optionally by prefix
+/// and in pages.
 pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, S3Error> {
     check_signed(request)?;
     let query = |name: &str| request.query.get(name).map(String::as_str);
@@ -65,7 +68,7 @@ pub fn list_buckets(gateway: &Gateway, request: &S3Request) -> Result<Response, 
     let mut buckets = state
         .buckets
         .values()
-        .filter(|b| in_region && b.owner_key == *owner && b.name.starts_with(prefix))
+        .filter(|b| in_region && !b.permissions_of(owner).is_empty() && b.name.starts_with(prefix))
         .filter(|b| after.as_ref().is_none_or(|after| b.name > *after));
     let page: Vec<_> = buckets.by_ref().take(max).collect();
     let more = buckets.next().is_some();
@@ -106,37 +109,50 @@ pub async fn create_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
             S3Error::InvalidArgument(format!("{CONSISTENCY_HEADER} must be one, quorum or all, not {name:?}"))
         })?,
     };
-    let owner = request.auth.access_key_id.clone();
+    match create(gateway, &name, &request.auth.access_key_id, consistency, acl).await {
+        // Only us-east-1 lets an owner create its bucket again.
+        Err(S3Error::BucketAlreadyOwnedByYou) if gateway.config.region == LEGACY_REGION => {}
+        outcome => outcome?,
+    }
+    let mut response = StatusCode::OK.into_response();
+    set_header(&mut response, "location", &format!("/{name}"));
+    Ok(response)
+}
+
+/// Creates bucket `name` owned by key `owner` (S3's CreateBucket and the admin API).
+pub async fn create(
+    gateway: &Gateway,
+    name: &str,
+    owner: &str,
+    consistency: Consistency,
+    acl: CannedAcl,
+) -> Result<(), S3Error> {
+    if !is_valid_bucket_name(name) {
+        return Err(S3Error::InvalidBucketName);
+    }
     let command = Command::CreateBucket {
-        name: name.clone(),
+        name: name.to_owned(),
         bucket_id: Uuid::now_v7(),
-        owner_key: owner.clone(),
+        owner_key: owner.to_owned(),
         consistency,
         index_shards: DEFAULT_INDEX_SHARDS,
         created_ms: now_ms(),
         acl,
     };
     let result =
-        gateway.replication.cluster().command(&command, |s| s.buckets.contains_key(&name)).await.map_err(|e| {
+        gateway.replication.cluster().command(&command, |s| s.buckets.contains_key(name)).await.map_err(|e| {
             tracing::warn!(error = %e, "create bucket failed");
             S3Error::ServiceUnavailable
         })?;
     match result {
-        CommandResult::Ok => {}
-        CommandResult::BucketAlreadyExists { owner_key } if owner_key == owner => {
-            if gateway.config.region != LEGACY_REGION {
-                return Err(S3Error::BucketAlreadyOwnedByYou);
-            }
-        }
-        CommandResult::BucketAlreadyExists { .. } => return Err(S3Error::BucketAlreadyExists),
+        CommandResult::Ok => Ok(()),
+        CommandResult::BucketAlreadyExists { owner_key } if owner_key == owner => Err(S3Error::BucketAlreadyOwnedByYou),
+        CommandResult::BucketAlreadyExists { .. } => Err(S3Error::BucketAlreadyExists),
         other => {
             tracing::warn!(?other, "unexpected create bucket result");
-            return Err(S3Error::InternalError);
+            Err(S3Error::InternalError)
         }
     }
-    let mut response = StatusCode::OK.into_response();
-    set_header(&mut response, "location", &format!("/{name}"));
-    Ok(response)
 }
 
 /// HeadBucket.
@@ -180,6 +196,7 @@ pub async fn update_bucket(gateway: &Gateway, bucket: &BucketInfo, change: Bucke
     match result {
         CommandResult::Ok => Ok(()),
         CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
+        CommandResult::Rejected(reason) => Err(S3Error::InvalidArgument(reason)),
         other => {
             tracing::warn!(?other, "unexpected bucket update result");
             Err(S3Error::InternalError)
@@ -197,7 +214,13 @@ pub fn get_bucket_versioning(gateway: &Gateway, request: &S3Request) -> Result<R
 /// DeleteBucket: only an empty bucket.
 pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Response, S3Error> {
     let bucket = resolve_bucket(gateway, request, Access::Owner)?;
-    let page = list_page(gateway, &bucket, "", None, None, 1).await?;
+    delete_empty(gateway, &bucket).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes `bucket` if it holds no object (S3's DeleteBucket and the admin API).
+pub async fn delete_empty(gateway: &Gateway, bucket: &BucketInfo) -> Result<(), S3Error> {
+    let page = list_page(gateway, bucket, "", None, None, 1).await?;
     if !page.entries.is_empty() {
         return Err(S3Error::BucketNotEmpty);
     }
@@ -208,7 +231,7 @@ pub async fn delete_bucket(gateway: &Arc<Gateway>, request: &S3Request) -> Resul
         S3Error::ServiceUnavailable
     })?;
     match result {
-        CommandResult::Ok => Ok(StatusCode::NO_CONTENT.into_response()),
+        CommandResult::Ok => Ok(()),
         CommandResult::NoSuchBucket => Err(S3Error::NoSuchBucket),
         other => {
             tracing::warn!(?other, "unexpected delete bucket result");

@@ -186,6 +186,20 @@ impl S3Error {
         }
     }
 
+    /// Whether the request was refused for its credentials, its signature or its permissions
+    /// (counted in `cairn_s3_auth_failures_total`).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::AccessDenied(_)
+                | Self::SignatureDoesNotMatch
+                | Self::InvalidAccessKeyId
+                | Self::RequestTimeTooSkewed
+                | Self::AuthorizationHeaderMalformed(_)
+                | Self::AuthorizationQueryParametersError(_)
+        )
+    }
+
     /// The HTTP status S3 answers this error with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -13,6 +13,7 @@ pub mod get_object;
 pub mod keepalive;
 pub mod list;
 pub mod multipart;
+pub mod operation;
 pub mod pending;
 pub mod put_object;
 pub mod tagging;
@@ -36,6 +37,7 @@ use percent_encoding::percent_decode_str;
 use crate::auth::{self, Authenticated};
 use crate::replication::Replication;
 use error::S3Error;
+use operation::Operation;
 
 /// Longest object key S3 accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -174,7 +176,12 @@ impl S3Request {
 }
 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    use crate::metrics::{Direction, MeteredBody};
     let request_id = gateway.next_request_id();
+    let operation = classify(&gateway.config, request.method(), request.uri(), request.headers());
+    let metrics = gateway.replication.metrics().clone();
+    let timer = Arc::new(metrics.start(operation));
+    let request = request.map(|body| Body::new(MeteredBody::new(body, timer.clone(), Direction::Received)));
     let resource = request.uri().path().to_owned();
     // Browsers send preflights unsigned; they are answered from the bucket's CORS rules.
     let outcome = if request.method() == Method::OPTIONS {
@@ -186,7 +193,8 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             let bucket = request_bucket(&gateway.config, request.uri(), request.headers());
             (origin.to_owned(), request.method().clone(), bucket)
         });
-        let outcome = dispatch(&gateway, request, &request_id).await;
+        let span = tracing::info_span!("s3", request_id = %request_id, operation = operation.name());
+        let outcome = tracing::Instrument::instrument(dispatch(&gateway, request, &request_id, operation), span).await;
         match browser {
             Some((origin, method, Some(bucket))) => outcome.map(|mut response| {
                 if let Some(bucket) = gateway.state().buckets.get(&bucket) {
@@ -199,12 +207,19 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     };
     let mut response = match outcome {
         Ok(response) => response,
-        Err(e) => e.into_response_for(&resource, &request_id),
+        Err(e) => {
+            if e.is_auth_failure() {
+                metrics.auth_failure(e.code());
+            }
+            e.into_response_for(&resource, &request_id)
+        }
     };
+    tracing::debug!(request_id = %request_id, operation = operation.name(), status = response.status().as_u16(), "answered");
     if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amz-request-id", id);
     }
-    response
+    timer.head(response.status().as_u16());
+    response.map(|body| Body::new(MeteredBody::new(body, timer, Direction::Sent)))
 }
 
 /// The bucket a request names: by its `Host` under a virtual-host domain, else by its path.
@@ -259,7 +274,12 @@ fn verify_signature(
     retried.or(verified)
 }
 
-async fn dispatch(gateway: &Arc<Gateway>, request: Request, request_id: &str) -> Result<Response, S3Error> {
+async fn dispatch(
+    gateway: &Arc<Gateway>,
+    request: Request,
+    request_id: &str,
+    operation: Operation,
+) -> Result<Response, S3Error> {
     let (mut parts, body) = request.into_parts();
     let host_bucket = host_bucket(&gateway.config, &parts.headers);
     let verified = verify_signature(gateway, &mut parts, host_bucket.as_deref());
@@ -305,71 +325,68 @@ async fn dispatch(gateway: &Arc<Gateway>, request: Request, request_id: &str) ->
 
     check_subresource_method(&request)?;
     check_unsupported_headers(&request)?;
-    let method = request.method.clone();
-    match (&request.bucket, &request.key) {
-        (None, _) => match method {
-            Method::GET => bucket::list_buckets(gateway, &request),
-            _ => Err(S3Error::MethodNotAllowed),
-        },
-        (Some(_), None) => match method {
-            Method::PUT if request.has_query("acl") => access::put_bucket_acl(gateway, &request).await,
-            Method::PUT if request.has_query("cors") => cors::put_bucket_cors(gateway, &request, body).await,
-            Method::PUT if request.has_query("tagging") => tagging::put_bucket_tagging(gateway, &request, body).await,
-            Method::PUT if request.has_query("versioning") => {
-                Err(S3Error::NotImplemented("PutBucketVersioning".into()))
-            }
-            Method::PUT => bucket::create_bucket(gateway, &request).await,
-            Method::HEAD => bucket::head_bucket(gateway, &request),
-            Method::DELETE if request.has_query("cors") => cors::delete_bucket_cors(gateway, &request).await,
-            Method::DELETE if request.has_query("tagging") => tagging::delete_bucket_tagging(gateway, &request).await,
-            Method::DELETE => bucket::delete_bucket(gateway, &request).await,
-            Method::GET if request.has_query("location") => bucket::get_bucket_location(gateway, &request),
-            Method::GET if request.has_query("acl") => access::get_bucket_acl(gateway, &request),
-            Method::GET if request.has_query("cors") => cors::get_bucket_cors(gateway, &request),
-            Method::GET if request.has_query("tagging") => tagging::get_bucket_tagging(gateway, &request),
-            Method::GET if request.has_query("versioning") => bucket::get_bucket_versioning(gateway, &request),
-            Method::GET if request.has_query("versions") => list::list_object_versions(gateway, &request).await,
-            Method::GET if request.has_query("uploads") => uploads::list_uploads(gateway, &request).await,
-            Method::GET => list::list_objects(gateway, &request).await,
-            Method::POST if request.has_query("delete") => delete::delete_objects(gateway, &request, body).await,
-            _ => Err(S3Error::MethodNotAllowed),
-        },
-        (Some(_), Some(_)) => {
-            match method {
-                Method::PUT if request.has_query("acl") => access::put_object_acl(gateway, &request).await,
-                Method::PUT if request.has_query("tagging") => {
-                    tagging::put_object_tagging(gateway, &request, Some(body)).await
-                }
-                Method::PUT if request.has_query("uploadId") && request.headers.contains_key("x-amz-copy-source") => {
-                    keep_alive(gateway, request, |gateway, request| async move {
-                        multipart::upload_part_copy(&gateway, &request).await
-                    })
-                    .await
-                }
-                Method::PUT if request.has_query("uploadId") => multipart::upload_part(gateway, &request, body).await,
-                Method::PUT if request.headers.contains_key("x-amz-copy-source") => {
-                    keep_alive(gateway, request, |gateway, request| async move {
-                        copy::copy_object(&gateway, &request).await
-                    })
-                    .await
-                }
-                Method::PUT => put_object::put_object(gateway, &request, body).await,
-                Method::GET if request.has_query("uploadId") => multipart::list_parts(gateway, &request).await,
-                Method::GET if request.has_query("acl") => access::get_object_acl(gateway, &request).await,
-                Method::GET if request.has_query("tagging") => tagging::get_object_tagging(gateway, &request).await,
-                Method::DELETE if request.has_query("tagging") => {
-                    tagging::put_object_tagging(gateway, &request, None).await
-                }
-                Method::GET => get_object::get_object(gateway, &request, true).await,
-                Method::HEAD => get_object::get_object(gateway, &request, false).await,
-                Method::DELETE if request.has_query("uploadId") => multipart::abort(gateway, &request).await,
-                Method::DELETE => delete::delete_object(gateway, &request).await,
-                Method::POST if request.has_query("uploads") => multipart::create(gateway, &request).await,
-                Method::POST if request.has_query("uploadId") => multipart::complete(gateway, &request, body).await,
-                _ => Err(S3Error::MethodNotAllowed),
-            }
+    use Operation as Op;
+    match operation {
+        Op::ListBuckets => bucket::list_buckets(gateway, &request),
+        Op::PutBucketAcl => access::put_bucket_acl(gateway, &request).await,
+        Op::PutBucketCors => cors::put_bucket_cors(gateway, &request, body).await,
+        Op::PutBucketTagging => tagging::put_bucket_tagging(gateway, &request, body).await,
+        Op::PutBucketVersioning => Err(S3Error::NotImplemented("PutBucketVersioning".into())),
+        Op::CreateBucket => bucket::create_bucket(gateway, &request).await,
+        Op::HeadBucket => bucket::head_bucket(gateway, &request),
+        Op::DeleteBucketCors => cors::delete_bucket_cors(gateway, &request).await,
+        Op::DeleteBucketTagging => tagging::delete_bucket_tagging(gateway, &request).await,
+        Op::DeleteBucket => bucket::delete_bucket(gateway, &request).await,
+        Op::GetBucketLocation => bucket::get_bucket_location(gateway, &request),
+        Op::GetBucketAcl => access::get_bucket_acl(gateway, &request),
+        Op::GetBucketCors => cors::get_bucket_cors(gateway, &request),
+        Op::GetBucketTagging => tagging::get_bucket_tagging(gateway, &request),
+        Op::GetBucketVersioning => bucket::get_bucket_versioning(gateway, &request),
+        Op::ListObjectVersions => list::list_object_versions(gateway, &request).await,
+        Op::ListMultipartUploads => uploads::list_uploads(gateway, &request).await,
+        Op::ListObjects | Op::ListObjectsV2 => list::list_objects(gateway, &request).await,
+        Op::DeleteObjects => delete::delete_objects(gateway, &request, body).await,
+        Op::PutObjectAcl => access::put_object_acl(gateway, &request).await,
+        Op::PutObjectTagging => tagging::put_object_tagging(gateway, &request, Some(body)).await,
+        Op::UploadPartCopy => {
+            keep_alive(gateway, request, |gateway, request| async move {
+                multipart::upload_part_copy(&gateway, &request).await
+            })
+            .await
         }
+        Op::UploadPart => multipart::upload_part(gateway, &request, body).await,
+        Op::CopyObject => {
+            keep_alive(gateway, request, |gateway, request| async move { copy::copy_object(&gateway, &request).await })
+                .await
+        }
+        Op::PutObject => put_object::put_object(gateway, &request, body).await,
+        Op::ListParts => multipart::list_parts(gateway, &request).await,
+        Op::GetObjectAcl => access::get_object_acl(gateway, &request).await,
+        Op::GetObjectTagging => tagging::get_object_tagging(gateway, &request).await,
+        Op::DeleteObjectTagging => tagging::put_object_tagging(gateway, &request, None).await,
+        Op::GetObject => get_object::get_object(gateway, &request, true).await,
+        Op::HeadObject => get_object::get_object(gateway, &request, false).await,
+        Op::AbortMultipartUpload => multipart::abort(gateway, &request).await,
+        Op::DeleteObject => delete::delete_object(gateway, &request).await,
+        Op::CreateMultipartUpload => multipart::create(gateway, &request).await,
+        Op::CompleteMultipartUpload => multipart::complete(gateway, &request, body).await,
+        Op::Preflight | Op::Unsupported => Err(S3Error::MethodNotAllowed),
     }
+}
+
+/// The operation a request asks for, from its raw parts (before authentication, so that
+/// refusals are counted by operation too).
+fn classify(config: &S3Config, method: &Method, uri: &http::Uri, headers: &http::HeaderMap) -> Operation {
+    let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    let (bucket, key) = match host_bucket(config, headers) {
+        Some(_) => (true, !path.is_empty()),
+        None => {
+            let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+            (!bucket.is_empty(), !key.is_empty())
+        }
+    };
+    let query = parse_query(uri.query().unwrap_or(""));
+    Operation::of(method, bucket, key, |name| query.contains_key(name), headers.contains_key("x-amz-copy-source"))
 }
 
 /// Subresources and the methods that have an operation on them, on a bucket and on an object.

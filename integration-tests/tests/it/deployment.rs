@@ -17,10 +17,11 @@ struct Processes {
 }
 
 impl Processes {
-    fn spawn(&mut self, name: &str, args: &[String]) -> anyhow::Result<usize> {
+    fn spawn(&mut self, name: &str, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<usize> {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
         let child = Command::new(cairn_binary())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -117,7 +118,7 @@ async fn identical_node_arguments_form_one_cluster_and_health_checks_follow_it()
         ]
         .map(str::to_owned)
         .to_vec();
-        nodes.push(processes.spawn(&format!("node-{i}"), &args)?);
+        nodes.push(processes.spawn(&format!("node-{i}"), &args, &[])?);
     }
     let (s3_addr, admin_addr) = (free_addr()?, free_addr()?);
     let gateway_args: Vec<String> = [
@@ -143,7 +144,9 @@ async fn identical_node_arguments_form_one_cluster_and_health_checks_follow_it()
     ]
     .map(str::to_owned)
     .to_vec();
-    processes.spawn("gateway", &gateway_args)?;
+    // Logs as JSON, with each S3 request's id and operation.
+    let log_env = [("CAIRN_LOG_FORMAT", "json"), ("CAIRN_LOG", "info,cairn_gateway::s3=debug")];
+    processes.spawn("gateway", &gateway_args, &log_env)?;
 
     // Liveness needs no cluster; readiness needs one; the health verdict needs every node.
     for port in &ports {
@@ -171,8 +174,25 @@ async fn identical_node_arguments_form_one_cluster_and_health_checks_follow_it()
     // The root key from the files works over S3.
     let s3 = s3_client(&format!("http://{s3_addr}"), "us-east-1", key_id, &key_secret);
     s3.create_bucket().bucket("deployed").send().await?;
-    put(&s3, "deployed", "hello", b"from the root key".to_vec()).await?;
+    let written =
+        s3.put_object().bucket("deployed").key("hello").body(b"from the root key".to_vec().into()).send().await?;
     assert_eq!(get(&s3, "deployed", "hello").await?, b"from the root key");
+    put(&s3, "deployed", "again", b"more".to_vec()).await?;
+
+    // The request's id, echoed to the client, names its log lines.
+    let request_id = aws_sdk_s3::operation::RequestId::request_id(&written).unwrap_or_default().to_owned();
+    assert!(!request_id.is_empty());
+    let log = std::fs::read_to_string(dir.join("gateway.log"))?;
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty() && lines.len() == log.lines().count(), "not JSON:\n{log}");
+    let answered = lines.iter().any(|l| {
+        l["fields"]["request_id"] == request_id.as_str()
+            && l["fields"]["operation"] == "PutObject"
+            && l["fields"]["status"] == 200
+    });
+    assert!(answered, "no line for request {request_id}:\n{log}");
+    let in_span = lines.iter().any(|l| l["span"]["request_id"] == request_id.as_str() && l["span"]["name"] == "s3");
+    assert!(in_span, "no line inside request {request_id}'s span:\n{log}");
 
     // One node down: degraded but available (200); two: unavailable (503).
     processes.kill(nodes[2]);

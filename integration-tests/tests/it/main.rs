@@ -1,6 +1,7 @@
 //! End-to-end tests: real `cairn dev` clusters on loopback, driven by the AWS SDK for Rust.
 
 mod access;
+mod admin;
 mod auth;
 mod bucket_config;
 mod buckets;
@@ -17,6 +18,7 @@ mod helm_chart;
 mod history;
 mod listing;
 mod metadata;
+mod metrics;
 mod multipart;
 mod objects;
 mod partitions;
@@ -211,7 +213,10 @@ pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
     send_to_cluster(request).await
 }
 
-async fn send_to_cluster(request: http::Request<http_body_util::Full<bytes::Bytes>>) -> anyhow::Result<(u16, String)> {
+/// Sends a request as it is; returns the status and body text.
+pub async fn send_to_cluster(
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> anyhow::Result<(u16, String)> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(hyper_util::client::legacy::connect::HttpConnector::new());

@@ -9,18 +9,31 @@ use crate::chunk_store::{LEAF_COUNT, LeafSummary, leaves_of_partition};
 use crate::control::{ClusterState, NodeInfo};
 use crate::pace::Pace;
 
+/// What a round's chunk catch-up has to compare, per partition this node holds.
+pub(super) struct ChunkPlan {
+    partitions: Vec<PartitionPlan>,
+}
+
+/// One partition's replicas, its leaves, and the reachable peers with their summaries.
+struct PartitionPlan {
+    partition: u32,
+    replicas: Replicas,
+    leaves: std::ops::Range<usize>,
+    peers: Vec<(NodeInfo, LeafSummary)>,
+}
+
 impl AntiEntropy {
-    /// Syncs the chunks of every partition this node holds with the other replicas. Every
-    /// partition is compared first, so that node status shows what the round has to pull (a
-    /// layout move's size) while it pulls.
-    pub(super) async fn sync_chunks(&self, state: &ClusterState, round: &mut Round, pace: &mut Pace) {
+    /// Compares the chunk summaries of every partition this node holds with the other
+    /// replicas', and shows what differs (a layout move's size) in node status before anything
+    /// is pulled, so that progress counts down from the start of the round.
+    pub(super) async fn plan_chunks(&self, state: &ClusterState) -> ChunkPlan {
         let count = state.layout.partition_count;
         if count == 0 || count as usize > LEAF_COUNT {
-            return;
+            return ChunkPlan { partitions: Vec::new() };
         }
         let mine: Vec<u32> = state.layout.partitions_of_node(&self.node_id).collect();
         let summaries = self.peer_summaries(state, &mine, count).await;
-        let mut plan = Vec::with_capacity(mine.len());
+        let mut partitions = Vec::with_capacity(mine.len());
         let (mut differing, mut lacking) = (0u64, 0u64);
         for partition in mine {
             let replicas = Replicas::of(state, partition);
@@ -38,13 +51,20 @@ impl AntiEntropy {
                 differing += 1;
                 lacking += peers.iter().map(|(_, theirs)| theirs.bytes.saturating_sub(ours.bytes)).max().unwrap_or(0);
             }
-            plan.push((partition, replicas, leaves, ours, peers));
+            partitions.push(PartitionPlan { partition, replicas, leaves, peers });
         }
         self.progress(|r| {
             r.partitions_remaining = differing;
             r.bytes_remaining = lacking;
         });
-        for (partition, replicas, leaves, ours, peers) in plan {
+        ChunkPlan { partitions }
+    }
+
+    /// Pulls, per planned partition, the chunks a peer holds and this node lacks (some may
+    /// have arrived with metadata since the plan was made).
+    pub(super) async fn sync_chunks(&self, plan: ChunkPlan, round: &mut Round, pace: &mut Pace) {
+        for PartitionPlan { partition, replicas, leaves, peers } in plan.partitions {
+            let ours = LeafSummary::combine(&self.chunks.leaf_summaries(leaves.clone()));
             let mut synced = Vec::new();
             let mut pulled = false;
             for (peer, theirs) in peers {

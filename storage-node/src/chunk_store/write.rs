@@ -100,7 +100,7 @@ fn prepare(inner: Arc<Inner>, id: ChunkId, digest: ChunkDigest) -> Result<Prepar
         return Ok(Prepared::AlreadyStored);
     }
     let needed = digest.len + HEADER_LEN as u64;
-    let (free_bytes, _) = disk_space(&inner.root)?;
+    let free_bytes = disk_space(&inner.root)?.free;
     let before = inner.in_flight_bytes.fetch_add(needed, Ordering::AcqRel);
     let reservation = Reservation { inner: inner.clone(), bytes: needed };
     let remaining = free_bytes.saturating_sub(before.saturating_add(needed));

@@ -1,5 +1,6 @@
 //! Per-bucket settings kept in the control plane besides identity and consistency: the canned
-//! ACL, cross-origin (CORS) rules and tags, and the command payload that changes one of them.
+//! ACL, the access keys granted rights on the bucket, cross-origin (CORS) rules and tags, and
+//! the command payload that changes one of them.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,36 @@ impl CannedAcl {
     }
 }
 
+/// What one access key may do with a bucket besides what its ACL lets everyone do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    /// List the bucket and read every object.
+    #[serde(default)]
+    pub read: bool,
+    /// Create, overwrite and delete objects.
+    #[serde(default)]
+    pub write: bool,
+    /// Everything the owner may do: settings, ACLs, deleting the bucket.
+    #[serde(default)]
+    pub owner: bool,
+}
+
+impl Permissions {
+    /// Whether the grant gives nothing (and is dropped).
+    pub fn is_empty(self) -> bool {
+        !(self.read || self.write || self.owner)
+    }
+
+    /// The rights as `cairn admin` prints them: `read,write`, `owner`, `-`.
+    pub fn names(self) -> String {
+        let names: Vec<&str> = [(self.read, "read"), (self.write, "write"), (self.owner, "owner")]
+            .into_iter()
+            .filter_map(|(granted, name)| granted.then_some(name))
+            .collect();
+        if names.is_empty() { "-".to_owned() } else { names.join(",") }
+    }
+}
+
 /// One cross-origin rule of a bucket, as S3's `CORSRule`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorsRule {
@@ -85,6 +116,13 @@ pub enum BucketChange {
     Tags(Vec<(String, String)>),
     /// Change the consistency level of later reads and writes.
     Consistency(super::Consistency),
+    /// Grant an access key rights on the bucket, replacing what it had (none: revoke).
+    Grant {
+        /// The access key id.
+        key_id: String,
+        /// Its rights from now on.
+        permissions: Permissions,
+    },
 }
 
 impl BucketChange {
@@ -95,6 +133,13 @@ impl BucketChange {
             Self::Cors(rules) => bucket.cors = rules.clone(),
             Self::Tags(tags) => bucket.tags = tags.clone(),
             Self::Consistency(level) => bucket.consistency = *level,
+            Self::Grant { key_id, permissions } => {
+                if permissions.is_empty() {
+                    bucket.grants.remove(key_id);
+                } else {
+                    bucket.grants.insert(key_id.clone(), *permissions);
+                }
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
-pub use bucket_config::{BucketChange, CannedAcl, CorsRule};
+pub use bucket_config::{BucketChange, CannedAcl, CorsRule, Permissions};
 pub use log_store::{ControlStore, StoreClosed, StoreError};
 pub use network::{CallError, ControlTransport, TransportError};
 pub use routes::{Invitation, routes};

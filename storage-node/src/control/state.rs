@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::bucket_config::{BucketChange, CannedAcl, CorsRule};
+use super::bucket_config::{BucketChange, CannedAcl, CorsRule, Permissions};
 use crate::placement::{self, Layout, NodeSpec};
 
 /// Format version of [`ClusterState`] and everything persisted by the control plane.
@@ -168,6 +168,21 @@ pub struct BucketInfo {
     /// Bucket tags.
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// Access keys granted rights on the bucket besides its owner, by key id.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Permissions>,
+}
+
+impl BucketInfo {
+    /// What `key_id` may do with the bucket: everything for the owner, else its grant.
+    pub fn permissions_of(&self, key_id: &str) -> Permissions {
+        if !key_id.is_empty() && key_id == self.owner_key {
+            return Permissions { read: true, write: true, owner: true };
+        }
+        let granted = self.grants.get(key_id).copied().unwrap_or_default();
+        // Owning implies reading and writing.
+        Permissions { read: granted.read || granted.owner, write: granted.write || granted.owner, ..granted }
+    }
 }
 
 /// One S3 access key.
@@ -226,6 +241,11 @@ pub enum Command {
     },
     /// Create or replace an access key.
     PutAccessKey(AccessKey),
+    /// Delete an access key and its grants, unless it owns a bucket.
+    DeleteAccessKey {
+        /// The access key id.
+        key_id: String,
+    },
     /// Change a node's zone or capacity weight (what is `None` stays).
     UpdateNode {
         /// The node.
@@ -401,9 +421,15 @@ impl ClusterState {
                         acl: *acl,
                         cors: Vec::new(),
                         tags: Vec::new(),
+                        grants: BTreeMap::new(),
                     },
                 );
                 CommandResult::Ok
+            }
+            Command::UpdateBucket { name, change: BucketChange::Grant { key_id, .. }, .. }
+                if !self.access_keys.contains_key(key_id) && self.buckets.contains_key(name) =>
+            {
+                CommandResult::Rejected(format!("no access key {key_id}"))
             }
             Command::UpdateBucket { name, bucket_id, change } => match self.buckets.get_mut(name) {
                 Some(bucket) if bucket.bucket_id == *bucket_id => {
@@ -447,6 +473,23 @@ impl ClusterState {
                     return CommandResult::Rejected(format!("secret must be 1..={MAX_SECRET_BYTES} bytes"));
                 }
                 self.access_keys.insert(key.key_id.clone(), key.clone());
+                CommandResult::Ok
+            }
+            Command::DeleteAccessKey { key_id } => {
+                let owned: Vec<&str> =
+                    self.buckets.values().filter(|b| b.owner_key == *key_id).map(|b| b.name.as_str()).collect();
+                if !owned.is_empty() {
+                    return CommandResult::Rejected(format!(
+                        "{key_id} owns {}: delete them or keep the key",
+                        owned.join(", ")
+                    ));
+                }
+                if self.access_keys.remove(key_id).is_none() {
+                    return CommandResult::Rejected(format!("no access key {key_id}"));
+                }
+                for bucket in self.buckets.values_mut() {
+                    bucket.grants.remove(key_id);
+                }
                 CommandResult::Ok
             }
         }
@@ -774,6 +817,35 @@ mod tests {
         assert_eq!(s.apply(&right), CommandResult::Ok);
         assert!(s.buckets.is_empty());
         assert_eq!(s.apply(&right), CommandResult::NoSuchBucket);
+    }
+
+    #[test]
+    fn grants_need_the_key_and_go_with_it() {
+        let mut s = ClusterState::empty();
+        let key = |id: &str| AccessKey { key_id: id.into(), secret: "s".into(), name: "n".into(), created_ms: 0 };
+        s.apply(&Command::PutAccessKey(key("k1")));
+        s.apply(&Command::PutAccessKey(key("k2")));
+        s.apply(&create("b", "k1", 1));
+        let grant = |key_id: &str, permissions| Command::UpdateBucket {
+            name: "b".into(),
+            bucket_id: uuid::Uuid::from_u128(1),
+            change: BucketChange::Grant { key_id: key_id.into(), permissions },
+        };
+        let read = Permissions { read: true, ..Permissions::default() };
+        assert!(matches!(s.apply(&grant("nobody", read)), CommandResult::Rejected(_)));
+        assert_eq!(s.apply(&grant("k2", read)), CommandResult::Ok);
+        assert_eq!(s.buckets["b"].permissions_of("k2"), read);
+        let owner = Permissions { owner: true, ..Permissions::default() };
+        s.apply(&grant("k2", owner));
+        assert_eq!(s.buckets["b"].permissions_of("k2"), Permissions { read: true, write: true, owner: true });
+        assert_eq!(s.buckets["b"].permissions_of(""), Permissions::default());
+        // A key that owns a bucket stays; one that was only granted rights goes with its grants.
+        assert!(matches!(s.apply(&Command::DeleteAccessKey { key_id: "k1".into() }), CommandResult::Rejected(_)));
+        assert_eq!(s.apply(&Command::DeleteAccessKey { key_id: "k2".into() }), CommandResult::Ok);
+        assert!(s.buckets["b"].grants.is_empty());
+        assert!(!s.access_keys.contains_key("k2"));
+        s.apply(&grant("k1", Permissions::default()));
+        assert!(s.buckets["b"].grants.is_empty(), "an empty grant is a revocation");
     }
 
     #[test]

@@ -259,3 +259,71 @@ async fn corrupt_stored_row_fails_only_its_request() {
     assert!(matches!(result, Err(MetaError::UnsupportedFormat { .. })), "{result:?}");
     assert_eq!(store.put_if_newer(vec![row(b"fresh", ts(1, 0, 1), b"")]).await.expect("other request"), vec![true]);
 }
+
+/// Counts rows under "g/" by their first two key bytes, with the value's length as bytes.
+fn tally_by_prefix(row: &Row) -> Option<(Vec<u8>, u64)> {
+    (!row.tombstone && row.key.starts_with(b"g")).then(|| (row.key[..2].to_vec(), row.value.len() as u64))
+}
+
+async fn totals_of(store: &MetaStore, groups: &[&[u8]]) -> Vec<(u64, u64)> {
+    let totals = store.totals(groups.iter().map(|g| g.to_vec()).collect()).await.expect("totals");
+    totals.into_iter().map(|t| (t.rows, t.bytes)).collect()
+}
+
+#[tokio::test]
+async fn totals_follow_writes_overwrites_tombstones_and_removals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    let store = MetaStore::open_with_tally(&path, MetaStoreConfig::default(), Some(tally_by_prefix)).expect("open");
+    store
+        .put_if_newer(vec![
+            row(b"ga/1", ts(1, 0, 1), b"12345"),
+            row(b"ga/2", ts(1, 0, 1), b"123"),
+            row(b"gb/1", ts(1, 0, 1), b"1"),
+            row(b"x/1", ts(1, 0, 1), b"uncounted"),
+        ])
+        .await
+        .expect("put");
+    assert_eq!(totals_of(&store, &[b"ga", b"gb", b"gc"]).await, vec![(2, 8), (1, 1), (0, 0)]);
+    // An overwrite replaces the old size; a stale write changes nothing; a tombstone uncounts.
+    store
+        .put_if_newer(vec![
+            row(b"ga/1", ts(2, 0, 1), b"1234567890"),
+            row(b"ga/2", ts(0, 0, 1), b"stale write"),
+            tombstone(b"gb/1", ts(2, 0, 1)),
+            // Twice in one request: the second replaces the first.
+            row(b"gc/1", ts(2, 0, 1), b"12"),
+            row(b"gc/1", ts(3, 0, 1), b"1234"),
+        ])
+        .await
+        .expect("put");
+    assert_eq!(totals_of(&store, &[b"ga", b"gb", b"gc"]).await, vec![(2, 13), (0, 0), (1, 4)]);
+    // Removing a row (a handed-off shard) uncounts it; a row written since stays counted.
+    let removed = store.remove_unchanged(vec![(b"ga/2".to_vec(), ts(1, 0, 1)), (b"gc/1".to_vec(), ts(2, 0, 1))]);
+    assert_eq!(removed.await.expect("remove"), 1);
+    assert_eq!(totals_of(&store, &[b"ga", b"gc"]).await, vec![(1, 10), (1, 4)]);
+    drop(store);
+
+    // Reopened, the totals are the ones kept, not counted twice.
+    let store = MetaStore::open_with_tally(&path, MetaStoreConfig::default(), Some(tally_by_prefix)).expect("open");
+    assert_eq!(totals_of(&store, &[b"ga", b"gc"]).await, vec![(1, 10), (1, 4)]);
+}
+
+#[tokio::test]
+async fn a_store_written_without_totals_counts_its_rows_when_opened_with_a_tally() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("meta.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut rows = txn.open_table(ROWS).expect("rows");
+            for (key, value) in [(&b"ga/1"[..], &b"123"[..]), (b"ga/2", b"45"), (b"gb/1", b"6")] {
+                rows.insert(key, codec::encode_value(&row(key, ts(1, 0, 1), value)).as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let store = MetaStore::open_with_tally(&path, MetaStoreConfig::default(), Some(tally_by_prefix)).expect("open");
+    assert_eq!(totals_of(&store, &[b"ga", b"gb"]).await, vec![(2, 5), (1, 1)]);
+}

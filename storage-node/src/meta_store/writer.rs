@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{Database, Durability, ReadableTable, Table};
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{decode_timestamp, encode_value};
-use super::{MetaError, ROWS, Row};
+use super::codec::{decode_row, decode_timestamp, encode_value};
+use super::{MetaError, ROWS, Row, TOTALS, Tally};
 use crate::hlc::Timestamp;
 
 /// Result of one `put_if_newer` request: one flag per row, true when applied.
@@ -64,10 +64,11 @@ pub(super) fn run(
     mut rx: mpsc::Receiver<WriteRequest>,
     limits: BatchLimits,
     commits: Arc<AtomicU64>,
+    tally: Option<Tally>,
 ) {
     let mut carried = None;
     while let Some(batch) = next_batch(&mut rx, &mut carried, limits) {
-        match apply_batch(&db, &batch) {
+        match apply_batch(&db, &batch, tally) {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (request, result) in batch.into_iter().zip(results) {
@@ -87,14 +88,15 @@ pub(super) fn run(
 
 /// Applies every request of `batch` in one durable transaction. The outer error fails the whole
 /// batch (nothing committed); inner errors fail one request, which then wrote nothing.
-fn apply_batch(db: &Database, batch: &[WriteRequest]) -> Result<Vec<Applied>, MetaError> {
+fn apply_batch(db: &Database, batch: &[WriteRequest], tally: Option<Tally>) -> Result<Vec<Applied>, MetaError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     let mut results = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(ROWS)?;
+        let mut totals = txn.open_table(TOTALS)?;
         for request in batch {
-            results.push(apply_request(&mut table, &request.rows)?);
+            results.push(apply_request(&mut table, &mut totals, tally, &request.rows)?);
         }
     }
     txn.commit()?;
@@ -103,7 +105,12 @@ fn apply_batch(db: &Database, batch: &[WriteRequest]) -> Result<Vec<Applied>, Me
 
 /// Last-writer-wins for one request's rows: decides every row first (so a stored row that
 /// cannot be decoded fails the request before anything is written), then inserts the winners.
-fn apply_request(table: &mut Table<&'static [u8], &'static [u8]>, rows: &[Row]) -> Result<Applied, MetaError> {
+fn apply_request(
+    table: &mut Table<&'static [u8], &'static [u8]>,
+    totals: &mut Table<&'static [u8], (u64, u64)>,
+    tally: Option<Tally>,
+    rows: &[Row],
+) -> Result<Applied, MetaError> {
     // Timestamps as they will stand after the earlier rows of this request.
     let mut pending: HashMap<&[u8], Timestamp> = HashMap::new();
     let mut applied = Vec::with_capacity(rows.len());
@@ -126,9 +133,40 @@ fn apply_request(table: &mut Table<&'static [u8], &'static [u8]>, rows: &[Row]) 
         applied.push(newer);
     }
     for (row, _) in rows.iter().zip(&applied).filter(|(_, newer)| **newer) {
-        table.insert(row.key.as_slice(), encode_value(row).as_slice())?;
+        let replaced = table.insert(row.key.as_slice(), encode_value(row).as_slice())?;
+        let Some(tally) = tally else { continue };
+        match replaced.map(|old| decode_row(row.key.clone(), old.value())) {
+            Some(Ok(old)) => add_to_totals(totals, tally, &old, false)?,
+            // Its timestamp was read above: only a damaged flag past the header gets here.
+            Some(Err(error)) => tracing::warn!(%error, "replaced a damaged row; its total may be off"),
+            None => {}
+        }
+        add_to_totals(totals, tally, row, true)?;
     }
     Ok(Ok(applied))
+}
+
+/// Counts `row` into (or, when `add` is false, out of) the total of the group `tally` puts
+/// it in; a total that falls to zero is removed.
+pub(super) fn add_to_totals(
+    totals: &mut Table<&'static [u8], (u64, u64)>,
+    tally: Tally,
+    row: &Row,
+    add: bool,
+) -> Result<(), MetaError> {
+    let Some((group, bytes)) = tally(row) else { return Ok(()) };
+    let (rows, total) = totals.get(group.as_slice())?.map(|t| t.value()).unwrap_or_default();
+    let (rows, total) = if add {
+        (rows.saturating_add(1), total.saturating_add(bytes))
+    } else {
+        (rows.saturating_sub(1), total.saturating_sub(bytes))
+    };
+    if rows == 0 {
+        totals.remove(group.as_slice())?;
+    } else {
+        totals.insert(group.as_slice(), (rows, total))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use super::codec::{self, CodecError};
 use super::{
     CHUNK_LEAF_PATH, CHUNK_LEAVES_PATH, CHUNK_PARTITIONS_PATH, CHUNK_PATH, HEADER_BODY_SHA256, HEADER_CHUNK_CRC32C,
     HEADER_CHUNK_LEN, HEADER_CHUNK_SHA256, MAX_MESSAGE_BYTES, META_DIGEST_PATH, META_PURGE_PATH, META_PUT_PATH,
-    META_ROW_PATH, META_SCAN_PATH, NodeStatus, SCRUB_PATH, STATUS_PATH, WireError, WireErrorCode,
+    META_ROW_PATH, META_SCAN_PATH, META_TOTALS_PATH, NodeStatus, SCRUB_PATH, STATUS_PATH, WireError, WireErrorCode,
 };
 use crate::chunk_store::{ChunkDigest, ChunkId, LeafSummary};
-use crate::meta_store::{Row, RowsDigest};
+use crate::meta_store::{Row, RowsDigest, Total};
 use crate::scrubber::{ScrubCommand, ScrubReport};
 
 /// Default bound on one RPC, from sending the request to receiving the whole response.
@@ -108,6 +108,13 @@ impl Default for ClientConfig {
     }
 }
 
+/// Told of every RPC a client makes, for metrics: the node's advertised address, how long the
+/// exchange took, and whether it succeeded (a node's refusal counts as an answer).
+pub trait RpcObserver: Send + Sync {
+    /// One RPC to `addr` ended after `elapsed`; `failed` when no answer came.
+    fn observe(&self, addr: &str, elapsed: Duration, failed: bool);
+}
+
 /// Parses `ADVERTISED=ACTUAL` route specifications.
 pub fn parse_routes(specs: &[String]) -> Result<BTreeMap<String, String>, String> {
     specs
@@ -128,6 +135,7 @@ pub struct NodeClient {
     secret: ClusterSecret,
     rpc_timeout: Duration,
     routes: Arc<BTreeMap<String, String>>,
+    observer: Option<Arc<dyn RpcObserver>>,
 }
 
 impl NodeClient {
@@ -142,7 +150,13 @@ impl NodeClient {
             secret,
             rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
             routes: Arc::new(config.routes.clone()),
+            observer: None,
         }
+    }
+
+    /// This client, telling `observer` of every RPC it makes.
+    pub fn observed_by(self, observer: Arc<dyn RpcObserver>) -> Self {
+        Self { observer: Some(observer), ..self }
     }
 
     /// Stores one chunk on the node; the node verifies length and CRC32C before keeping it.
@@ -244,6 +258,17 @@ impl NodeClient {
         serde_json::from_slice(&answer).map_err(|e| RpcError::protocol(addr, e))
     }
 
+    /// The running totals of metadata row groups (what `crate::manifest::object_usage`
+    /// counts: a bucket index shard's objects and bytes).
+    pub async fn row_totals(&self, addr: &str, groups: &[Vec<u8>]) -> Result<Vec<Total>, RpcError> {
+        let groups: Vec<String> = groups.iter().map(hex::encode).collect();
+        let totals: Vec<Total> = self.post_json(addr, META_TOTALS_PATH, &groups).await?;
+        if totals.len() != groups.len() {
+            return Err(RpcError::protocol(addr, "not one total per group"));
+        }
+        Ok(totals)
+    }
+
     /// Reads the node's capacity and usage.
     pub async fn status(&self, addr: &str) -> Result<NodeStatus, RpcError> {
         let (_, answer) = self.call(addr, Method::GET, STATUS_PATH, &[], Bytes::new(), MAX_MESSAGE_BYTES).await?;
@@ -342,9 +367,15 @@ impl NodeClient {
                 .to_bytes();
             Ok::<_, RpcError>((parts, body))
         };
-        let (parts, body) = tokio::time::timeout(self.rpc_timeout, exchange)
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.rpc_timeout, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {} ms", self.rpc_timeout.as_millis())))??;
+            .map_err(|_| unreachable(format!("no answer within {} ms", self.rpc_timeout.as_millis())))
+            .and_then(|answer| answer);
+        if let Some(observer) = &self.observer {
+            observer.observe(addr, started.elapsed(), answer.is_err());
+        }
+        let (parts, body) = answer?;
         if parts.status.is_success() {
             return Ok((parts.headers, body));
         }

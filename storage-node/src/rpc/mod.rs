@@ -16,6 +16,7 @@
 //! | metadata scan | `GET /v1/meta/scan?prefix=&start_after=&limit=` | rows (binary) |
 //! | metadata purge | `POST /v1/meta/purge`, rows (binary; key and timestamp) | removed count (JSON) |
 //! | metadata digest | `GET /v1/meta/digest?prefix=` | JSON [`crate::meta_store::RowsDigest`] |
+//! | metadata totals | `POST /v1/meta/totals`, JSON hex groups | JSON [`crate::meta_store::Total`] per group |
 //! | chunk inventory by partition | `GET /v1/chunks/partitions?count=` | JSON [`crate::chunk_store::LeafSummary`] per partition |
 //! | chunk inventory by leaf | `GET /v1/chunks/leaves?start=&end=` | JSON [`crate::chunk_store::LeafSummary`] per leaf |
 //! | chunk ids of a leaf | `GET /v1/chunks/leaf/{leaf}` | JSON hex ids |
@@ -45,7 +46,9 @@ pub const META_SCAN_PATH: &str = "/v1/meta/scan";
 pub const META_PURGE_PATH: &str = "/v1/meta/purge";
 /// Path of metadata digests (anti-entropy).
 pub const META_DIGEST_PATH: &str = "/v1/meta/digest";
-/// Path of the chunk inventory summarised per partition.
+/// Path of the running totals of metadata row groups (bucket usage).
+pub const META_TOTALS_PATH: &str = "/v1/meta/totals";
+/// Path of the chunk inventory summarised by partition.
 pub const CHUNK_PARTITIONS_PATH: &str = "/v1/chunks/partitions";
 /// Path of the chunk inventory summarised per fan-out leaf.
 pub const CHUNK_LEAVES_PATH: &str = "/v1/chunks/leaves";
@@ -106,6 +109,18 @@ pub struct NodeStatus {
     /// Garbage collection.
     #[serde(default)]
     pub gc: Option<crate::gc::GcReport>,
+    /// Inodes of the file system holding the chunks.
+    #[serde(default)]
+    pub inodes: u64,
+    /// Inodes free on it.
+    #[serde(default)]
+    pub free_inodes: u64,
+    /// The node's software version.
+    #[serde(default)]
+    pub version: String,
+    /// When the node process started, Unix milliseconds.
+    #[serde(default)]
+    pub started_ms: u64,
 }
 
 /// Stable error codes a node answers with.

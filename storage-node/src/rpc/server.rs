@@ -48,6 +48,8 @@ pub struct DataPlane {
     pub repairs: Arc<crate::repair::RepairQueue>,
     /// The scrubber, for its report and commands.
     pub scrubber: Arc<crate::scrubber::Scrubber>,
+    /// When the process started, Unix milliseconds.
+    pub started_ms: u64,
 }
 
 /// The full node router: data-plane routes plus `extra` (the control-plane routes), all behind
@@ -61,6 +63,7 @@ pub fn router(data: Arc<DataPlane>, extra: Router, secret: ClusterSecret) -> Rou
         .route(super::META_PURGE_PATH, post(purge_rows))
         .route(super::META_SCAN_PATH, get(scan_rows))
         .route(super::META_DIGEST_PATH, get(digest_rows))
+        .route(super::META_TOTALS_PATH, post(row_totals))
         .route(super::CHUNK_PARTITIONS_PATH, get(chunk_partitions))
         .route(super::CHUNK_LEAVES_PATH, get(chunk_leaves))
         .route(&format!("{}{{leaf}}", super::CHUNK_LEAF_PATH), get(chunk_leaf))
@@ -310,6 +313,20 @@ async fn digest_rows(State(data): State<Arc<DataPlane>>, Query(query): Query<Dig
     }
 }
 
+async fn row_totals(State(data): State<Arc<DataPlane>>, body: Bytes) -> Response {
+    let groups: Vec<String> = match serde_json::from_slice(&body) {
+        Ok(groups) => groups,
+        Err(e) => return wire_error(WireErrorCode::BadRequest, e.to_string()),
+    };
+    let Ok(groups) = groups.iter().map(hex::decode).collect::<Result<Vec<_>, _>>() else {
+        return wire_error(WireErrorCode::BadRequest, "malformed total group".into());
+    };
+    match data.meta.totals(groups).await {
+        Ok(totals) => axum::Json(totals).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
 #[derive(Deserialize)]
 struct PartitionsQuery {
     count: u32,
@@ -359,6 +376,10 @@ async fn status(State(data): State<Arc<DataPlane>>) -> Response {
         rebuilding: data.rebuilding.load(std::sync::atomic::Ordering::Relaxed),
         sync: Some(data.sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
         gc: Some(data.gc.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
+        inodes: usage.inodes,
+        free_inodes: usage.free_inodes,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_ms: data.started_ms,
     })
     .into_response()
 }
