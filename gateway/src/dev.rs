@@ -286,6 +286,7 @@ async fn start(
         println!("  secret access key: {}", file.secret_access_key);
         println!("  admin endpoint:    {}", file.admin_endpoint);
         println!("  admin token:       {}", file.admin_token);
+        println!("  web console:       {}/console (log in with the admin token)", file.admin_endpoint);
         println!("Press Ctrl-C to stop.");
     }
     Ok(())

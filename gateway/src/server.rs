@@ -128,6 +128,7 @@ pub async fn run(
         },
     );
     tracing::info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, "gateway listening");
+    let s3_port = s3_listener.local_addr()?.port();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -152,7 +153,7 @@ pub async fn run(
         }
         None => None,
     };
-    let admin_app = crate::admin::router(gateway, config.admin_token.clone());
+    let admin_app = crate::admin::router(gateway, config.admin_token.clone(), s3_port);
     let admin = axum::serve(admin_listener, admin_app).with_graceful_shutdown(stopped());
     let s3 = tokio::spawn(async move { s3.await });
     let admin = tokio::spawn(async move { admin.await });

@@ -1,5 +1,7 @@
 //! Small-object throughput of a fresh `cairn dev` cluster (3 nodes): PUTs, then GETs, of
-//! COUNT objects of SIZE bytes with CONCURRENCY requests in flight, through the AWS SDK.
+//! COUNT objects of SIZE bytes with CONCURRENCY requests in flight, through the AWS SDK; and
+//! the time the admin API takes to list the bucket with its usage, empty and then full (the
+//! usage is kept as running totals, so the two should be alike).
 //! The cluster runs the `cairn` binary named by `CAIRN_BIN` (default: next to this example).
 //!
 //! Usage: cargo run -p cairn-integration-tests --example small_objects -- [COUNT] [SIZE] [CONCURRENCY]
@@ -17,6 +19,8 @@ async fn main() -> anyhow::Result<()> {
     let s3 = cluster.s3();
     s3.create_bucket().bucket("small").send().await?;
     let body = test_bytes(size, 1);
+    let admin = cairn_gateway::admin::AdminClient::new(&cluster.info.admin_endpoint, &cluster.info.admin_token);
+    let empty = usage_listing_ms(&admin, 0).await?;
 
     for phase in ["PUT", "GET"] {
         let started = Instant::now();
@@ -42,5 +46,24 @@ async fn main() -> anyhow::Result<()> {
         let secs = started.elapsed().as_secs_f64();
         println!("{phase}: {count} objects of {size} B, {concurrency} in flight: {:.0} ops/s", count as f64 / secs);
     }
+    let full = usage_listing_ms(&admin, count as u64).await?;
+    println!(
+        "bucket usage through the admin API (median of 21): empty {empty:.2} ms, {count} objects {full:.2} ms, ratio {:.2}",
+        full / empty
+    );
     Ok(())
+}
+
+/// The median time of `GET /v1/buckets`, checking that it counts `objects`.
+async fn usage_listing_ms(admin: &cairn_gateway::admin::AdminClient, objects: u64) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let buckets = admin.buckets().await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let counted = buckets.iter().find(|b| b.name == "small").map(|b| b.usage.objects);
+        anyhow::ensure!(counted == Some(objects), "usage counted {counted:?}, expected {objects}");
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }

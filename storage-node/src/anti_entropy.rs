@@ -365,12 +365,17 @@ impl AntiEntropy {
         update(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// The replicas of either layout, but this node, that are not `down`.
+    /// The replicas of either layout, but this node, that answer probes: not `down`, nor
+    /// `suspect` (a peer that just missed a probe is likely hung, and a call to it would hold
+    /// the round for the whole RPC timeout; the next round asks it again).
     fn reachable_peers(&self, replicas: &Replicas) -> Vec<NodeInfo> {
         replicas
             .all()
             .into_iter()
-            .filter(|n| n.node_id != self.node_id && self.peers.state(&n.node_id) != NodeState::Down)
+            .filter(|n| {
+                n.node_id != self.node_id
+                    && !matches!(self.peers.state(&n.node_id), NodeState::Down | NodeState::Suspect)
+            })
             .collect()
     }
 }

@@ -1,10 +1,12 @@
-//! The admin listener: health endpoints, metrics and the admin API (JSON, bearer token), and
-//! `cairn admin`, the client of that API. Routes are documented in `docs/admin-api.md`.
+//! The admin listener: health endpoints, metrics, the admin API (JSON, bearer token) and the
+//! web console, and `cairn admin`, the client of that API. Routes are documented in
+//! `docs/admin-api.md`.
 
 mod buckets;
 pub mod cli;
 pub mod client;
 mod cluster;
+mod console;
 mod error;
 mod keys;
 mod scrub;
@@ -32,9 +34,11 @@ pub(crate) struct AdminState {
     token: String,
 }
 
-/// The admin router.
-pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
+/// The admin router; share links made in the console point at S3 port `s3_port` unless a
+/// public endpoint is configured.
+pub fn router(gateway: Arc<Gateway>, token: String, s3_port: u16) -> Router {
     let state = Arc::new(AdminState { gateway, token });
+    let console = console::router(state.clone(), &state.token, s3_port);
     let api = Router::new()
         .route("/v1/status", get(cluster::status))
         .route("/v1/health", get(cluster_health))
@@ -55,9 +59,11 @@ pub fn router(gateway: Arc<Gateway>, token: String) -> Router {
         .route("/health/ready", get(ready))
         .route("/health/cluster", get(health_cluster))
         .route("/metrics", get(metrics))
+        .route("/", get(|| async { axum::response::Redirect::to("/console") }))
         .merge(api)
-        .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
         .with_state(state)
+        .nest("/console", console)
+        .fallback(|| async { AdminError::NotFound("no such admin route".into()) })
 }
 
 /// Refuses an admin API request without the admin token.

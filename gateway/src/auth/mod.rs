@@ -9,6 +9,7 @@
 
 pub mod base64;
 mod canonical;
+pub mod presign;
 pub mod signing;
 mod sigv2;
 mod sigv4;

@@ -132,7 +132,7 @@ impl Gateway {
         self.replication.cluster().state()
     }
 
-    fn next_request_id(&self) -> String {
+    pub(crate) fn next_request_id(&self) -> String {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
         format!("{:08X}{:08X}", self.instance, n)
     }

@@ -9,6 +9,7 @@ mod checksums;
 mod cluster;
 mod conditional;
 mod consistency;
+mod console;
 mod copy;
 mod deployment;
 mod faults;
@@ -25,6 +26,7 @@ mod partitions;
 mod python_clients;
 mod rebalance;
 mod virtual_host;
+mod webdriver;
 
 use std::time::{Duration, Instant};
 
@@ -93,9 +95,10 @@ pub const FAST_FAILURE_DETECTION: [(&str, &str); 5] = [
 /// The quorum timeout of [`FAST_FAILURE_DETECTION`].
 pub const FAST_QUORUM_TIMEOUT_MS: u64 = 1_500;
 
-/// Polls `cairn admin status` until node `node_id` is in `state`.
+/// Polls `cairn admin status` until node `node_id` is in `state` (a minute at most: a node
+/// catching up finishes an anti-entropy round first, which takes long on a loaded machine).
 pub fn wait_for_state(cluster: &cairn_integration_tests::DevCluster, node_id: &str, state: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = cluster.admin_json(&["status"])?;
         let nodes = status["nodes"].as_array().cloned().unwrap_or_default();

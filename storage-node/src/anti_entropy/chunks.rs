@@ -90,30 +90,33 @@ impl AntiEntropy {
         }
     }
 
-    /// Each reachable peer's chunk summary of every partition, asked once per round; peers
-    /// that did not answer are left out.
+    /// Each reachable peer's chunk summary of every partition, asked once per round and of
+    /// every peer at once (a peer that hangs costs one timeout, not one per peer); peers that
+    /// did not answer are left out.
     async fn peer_summaries(
         &self,
         state: &ClusterState,
         mine: &[u32],
         count: u32,
     ) -> HashMap<String, Vec<LeafSummary>> {
-        let mut asked = HashSet::new();
-        let mut summaries = HashMap::new();
+        let mut peers: HashMap<String, NodeInfo> = HashMap::new();
         for &partition in mine {
             for peer in self.reachable_peers(&Replicas::of(state, partition)) {
-                if !asked.insert(peer.node_id.clone()) {
-                    continue;
+                peers.entry(peer.node_id.clone()).or_insert(peer);
+            }
+        }
+        let asks = peers.into_values().map(|peer| async move {
+            let answer = self.client.chunk_partitions(&peer.rpc_addr, count).await;
+            (peer, answer)
+        });
+        let mut summaries = HashMap::new();
+        for (peer, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(all) if all.len() == count as usize => {
+                    summaries.insert(peer.node_id, all);
                 }
-                match self.client.chunk_partitions(&peer.rpc_addr, count).await {
-                    Ok(all) if all.len() == count as usize => {
-                        summaries.insert(peer.node_id, all);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.node_id, error = %e, "could not read a peer's chunk summaries")
-                    }
-                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(peer = %peer.node_id, error = %e, "could not read a peer's chunk summaries"),
             }
         }
         summaries
