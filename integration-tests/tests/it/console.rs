@@ -101,6 +101,20 @@ async fn the_console_logs_in_shows_the_cluster_and_moves_objects_in_and_out() ->
     browser.goto(&format!("{console}/keys")).await?;
     let text = browser.wait_for_text(&cluster.info.access_key_id).await?;
     assert!(text.contains("console-made (read,write,owner)"), "{text}");
+    // A new key, shown once, granted read on the new bucket, which it can then list.
+    browser.find("#key-name").await?.type_text("viewer").await?;
+    browser.find("#create-key-button").await?.click().await?;
+    browser.wait_for_text("The secret is shown only now").await?;
+    let viewer_id = browser.find("#new-key-id").await?.text().await?;
+    let viewer_secret = browser.find("#new-key-secret").await?.text().await?;
+    browser.find("#grant-key").await?.select(&viewer_id).await?;
+    browser.find("#grant-bucket").await?.select("console-made").await?;
+    browser.find("#grant-read").await?.click().await?;
+    browser.find("#grant-button").await?.click().await?;
+    browser.wait_for_text("console-made (read)").await?;
+    let viewer = cluster.s3_with(&viewer_id, &viewer_secret);
+    let listed = viewer.list_objects_v2().bucket("console-made").send().await?;
+    assert_eq!(listed.key_count(), Some(1));
     browser.screenshot(&shots.join("05-keys.png")).await?;
     browser.goto(&format!("{console}/background")).await?;
     let text = browser.wait_for_text("Layout version").await?;
@@ -120,7 +134,22 @@ async fn the_console_logs_in_shows_the_cluster_and_moves_objects_in_and_out() ->
     browser.wait_for_text("Nothing here yet").await?;
     assert!(s3.head_object().bucket("console-made").key("photo.bin").send().await.is_err());
 
-    // A form without the session's CSRF token is refused.
+    // With the session cookie but without its CSRF token, changes are refused.
+    let forged = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             const form = {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'},
+                           body: 'name=forged&owner=x&consistency=one&csrf=guess'};
+             Promise.all([
+               fetch('/console/buckets', form),
+               fetch('/console/buckets/console-made/object?key=forged', {method: 'PUT', body: 'x'}),
+             ]).then(answers => done(answers.map(a => a.status)));",
+        )
+        .await?;
+    assert_eq!(forged, serde_json::json!([403, 403]));
+    assert!(cluster.admin_json(&["bucket", "show", "forged"]).is_err(), "no bucket was made");
+
+    // Without a session, a change is sent to the login page.
     let (status, _) = crate::send_to_cluster(
         http::Request::post(format!("{console}/buckets"))
             .header("content-type", "application/x-www-form-urlencoded")

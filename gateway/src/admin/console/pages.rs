@@ -65,6 +65,18 @@ enum Nav {
     Background,
 }
 
+/// The `<head>` of every page.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Cairn" }
+            style { (PreEscaped(STYLE)) }
+        }
+    }
+}
+
 /// A page in the console's frame.
 fn frame(title: &str, nav: Nav, csrf: &str, body: Markup) -> String {
     let link =
@@ -72,12 +84,7 @@ fn frame(title: &str, nav: Nav, csrf: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Cairn" }
-                style { (PreEscaped(STYLE)) }
-            }
+            (head(title))
             body {
                 header {
                     strong { "Cairn" }
@@ -103,12 +110,7 @@ pub fn login(error: Option<&str>) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Log in · Cairn" }
-                style { (PreEscaped(STYLE)) }
-            }
+            (head("Log in"))
             body {
                 main {
                     h1 { "Cairn console" }
@@ -389,17 +391,17 @@ pub fn keys(csrf: &str, keys: &[KeyView], buckets: &[String], shown: Option<Noti
         form.card method="post" action="/console/keys" id="create-key" {
             input type="hidden" name=(CSRF_FIELD) value=(csrf);
             label { "Name" input name="name" id="key-name" required; }
-            button { "Create" }
+            button id="create-key-button" { "Create" }
         }
         h2 { "Grant a key rights on a bucket" }
         form.card method="post" action="/console/keys/grant" id="grant" {
             input type="hidden" name=(CSRF_FIELD) value=(csrf);
-            label { "Key" select name="key" { @for k in keys { option value=(k.access_key_id) { (k.name) " (" (k.access_key_id) ")" } } } }
-            label { "Bucket" select name="bucket" { @for b in buckets { option value=(b) { (b) } } } }
-            label { "Read" input type="checkbox" name="read" value="1"; }
+            label { "Key" select name="key" id="grant-key" { @for k in keys { option value=(k.access_key_id) { (k.name) " (" (k.access_key_id) ")" } } } }
+            label { "Bucket" select name="bucket" id="grant-bucket" { @for b in buckets { option value=(b) { (b) } } } }
+            label { "Read" input type="checkbox" name="read" id="grant-read" value="1"; }
             label { "Write" input type="checkbox" name="write" value="1"; }
             label { "Owner" input type="checkbox" name="owner" value="1"; }
-            button { "Set (none: revoke)" }
+            button id="grant-button" { "Set (none: revoke)" }
         }
     };
     frame("Access keys", Nav::Keys, csrf, body)
