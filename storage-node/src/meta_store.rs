@@ -43,8 +43,8 @@ const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const TOTALS: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("totals");
 
 /// What a row adds to the running totals kept with the rows: the group it counts in and its
-/// bytes, or `None` for a row that counts nowhere. Totals change in the transaction that
-/// writes or removes the row, so reading them never needs a scan.
+/// bytes, or `None` for a row that counts nowhere (the empty group is reserved). Totals change
+/// in the transaction that writes or removes the row, so reading them never needs a scan.
 pub type Tally = fn(&Row) -> Option<(Vec<u8>, u64)>;
 
 /// One group's running total.
@@ -173,30 +173,29 @@ impl MetaStore {
         Self::open_with_tally(path, config, None)
     }
 
-    /// Opens the database at `path` keeping running totals of what `tally` counts. A store
-    /// that has no totals yet (new, or written before totals were kept) counts its rows once,
-    /// here. Blocking: call it at startup.
+    /// Opens the database at `path` keeping running totals of what `tally` counts. Totals that
+    /// do not match the rows (a new store, one written before totals were kept, or written since
+    /// by a process that did not keep them: the row count recorded with the totals differs) are
+    /// counted again from the rows, here. Blocking: call it at startup.
     pub fn open_with_tally(path: &Path, config: MetaStoreConfig, tally: Option<Tally>) -> Result<Self, MetaError> {
         config.validate()?;
         let db = Database::builder().set_cache_size(config.cache_size_bytes).create(path)?;
-        let counted = {
-            let txn = db.begin_read()?;
-            match txn.open_table(TOTALS) {
-                Ok(_) => true,
-                Err(redb::TableError::TableDoesNotExist(_)) => false,
-                Err(e) => return Err(e.into()),
-            }
-        };
         // Create the tables up front so readers never meet a missing table.
         let txn = db.begin_write()?;
         let rows = txn.open_table(ROWS)?;
         let mut totals = txn.open_table(TOTALS)?;
-        if let Some(tally) = tally.filter(|_| !counted) {
+        if let Some(tally) = tally
+            && writer::counted_rows(&totals)? != Some(rows.len()?)
+        {
+            drop(totals);
+            txn.delete_table(TOTALS)?;
+            totals = txn.open_table(TOTALS)?;
             for entry in rows.iter()? {
                 let (key, stored) = entry?;
                 let row = codec::decode_row(key.value().to_vec(), stored.value())?;
                 writer::add_to_totals(&mut totals, tally, &row, true)?;
             }
+            writer::mark_counted(&mut totals, rows.len()?)?;
         }
         drop((rows, totals));
         txn.commit()?;
@@ -380,6 +379,9 @@ impl MetaStore {
                         removed += 1;
                     }
                 }
+                if tally.is_some() {
+                    writer::mark_counted(&mut totals, table.len()?)?;
+                }
             }
             txn.commit()?;
             Ok(removed)
@@ -395,6 +397,9 @@ impl MetaStore {
             groups
                 .iter()
                 .map(|group| {
+                    if group.is_empty() {
+                        return Ok(Total::default());
+                    }
                     let total = table.get(group.as_slice())?.map(|t| t.value()).unwrap_or_default();
                     Ok(Total { rows: total.0, bytes: total.1 })
                 })

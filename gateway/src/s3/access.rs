@@ -78,6 +78,13 @@ pub fn readable_version(
     }
 }
 
+/// Refuses an object write that asks for an ACL other than `private` from a requester that
+/// does not own the bucket: a key granted `write` (or a `public-read-write` bucket) may store
+/// objects, not publish them.
+pub fn check_object_acl(bucket: &BucketInfo, request: &S3Request, acl: CannedAcl) -> Result<(), S3Error> {
+    if acl == CannedAcl::Private || permissions(bucket, request).owner { Ok(()) } else { Err(denied()) }
+}
+
 /// Checks that the request is signed (anonymous requests may not create buckets or list them).
 pub fn check_signed(request: &S3Request) -> Result<(), S3Error> {
     if request.auth.is_anonymous() { Err(denied()) } else { Ok(()) }

@@ -8,7 +8,7 @@ use cairn_storage_node::control::BucketInfo;
 use cairn_storage_node::manifest::{ChecksumAlgorithm, ObjectVersion, index_shard};
 use percent_encoding::percent_decode_str;
 
-use super::access::{Access, readable_version, requested_acl, resolve_bucket};
+use super::access::{Access, check_object_acl, readable_version, requested_acl, resolve_bucket};
 use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
@@ -127,6 +127,7 @@ pub async fn copy_object(gateway: &Arc<Gateway>, request: &S3Request) -> Result<
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let source = read_source(gateway, request).await?;
     let attributes = copied_attributes(request, &source)?;
+    check_object_acl(&bucket, request, attributes.acl)?;
     let record = copy_checksum(request, &source.version)?;
     check_write_conditions(gateway, &bucket, request, &key).await?;
     if source.version.size > MAX_PUT_BYTES {

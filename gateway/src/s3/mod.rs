@@ -505,15 +505,25 @@ fn decode_key(raw: &str) -> Result<Option<String>, S3Error> {
         return Ok(None);
     }
     let key = decode_path_part(raw)?;
+    check_key(&key)?;
+    Ok(Some(key))
+}
+
+/// Refuses an object key S3 does not allow: empty, longer than `MAX_KEY_BYTES`, or holding a
+/// character XML 1.0 cannot carry.
+pub fn check_key(key: &str) -> Result<(), S3Error> {
+    if key.is_empty() {
+        return Err(S3Error::InvalidArgument("Object keys may not be empty".into()));
+    }
     if key.len() > MAX_KEY_BYTES {
         return Err(S3Error::KeyTooLongError);
     }
-    if !xml::can_carry(&key) {
+    if !xml::can_carry(key) {
         // Such a key could never be listed in an XML 1.0 document; it is refused on every
         // operation alike rather than stored and then mangled.
         return Err(S3Error::InvalidArgument("Object keys may not contain characters XML 1.0 cannot carry".into()));
     }
-    Ok(Some(key))
+    Ok(())
 }
 
 /// Splits a path-style request path into bucket and key, percent-decoded.

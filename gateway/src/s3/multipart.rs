@@ -15,7 +15,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::access::{Access, resolve_bucket};
+use super::access::{Access, check_object_acl, resolve_bucket};
 use super::checksum;
 use super::copy;
 use super::error::S3Error;
@@ -79,6 +79,7 @@ pub async fn create(gateway: &Arc<Gateway>, request: &S3Request) -> Result<Respo
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::NoSuchKey)?;
     let ObjectAttributes { content_type, headers, user_metadata, acl, tags } = object_attributes(request)?;
+    check_object_acl(&bucket, request, acl)?;
     let checksum = requested_checksum(request)?;
     let upload_id = Uuid::now_v7();
     let shard = index_shard(&key, bucket.index_shards);

@@ -12,7 +12,7 @@ use cairn_storage_node::manifest::{
 use http::StatusCode;
 use uuid::Uuid;
 
-use super::access::{Access, requested_acl, resolve_bucket};
+use super::access::{Access, check_object_acl, requested_acl, resolve_bucket};
 use super::checksum;
 use super::conditions::{Conditions, Verdict};
 use super::error::S3Error;
@@ -185,6 +185,7 @@ pub async fn put_object(gateway: &Arc<Gateway>, request: &S3Request, body: Body)
     let bucket = resolve_bucket(gateway, request, Access::Write)?;
     let key = request.key.clone().ok_or(S3Error::InvalidArgument("missing key".into()))?;
     let attributes = object_attributes(request)?;
+    check_object_acl(&bucket, request, attributes.acl)?;
     check_write_conditions(gateway, &bucket, request, &key).await?;
     let target = BodyTarget { bucket: &bucket, shard: index_shard(&key, bucket.index_shards), part: 1 };
     let stored = store_body(gateway, target, request, body, None).await?;

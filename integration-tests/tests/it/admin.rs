@@ -86,6 +86,10 @@ async fn keys_grants_and_buckets_are_managed_through_the_admin_api() -> anyhow::
     assert_eq!(write.as_ref().err().and_then(error_code).as_deref(), Some("AccessDenied"));
     admin_text(&cluster, &["key", "grant", &bob_id, "photos", "--read", "--write"])?;
     put(&bob_s3, "photos", "bob", b"x".to_vec()).await?;
+    // Writing is not publishing: only an owner may give an object a public ACL.
+    let public = bob_s3.put_object().bucket("photos").key("pub").acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead);
+    let public = public.body(b"x".to_vec().into()).send().await;
+    assert_eq!(public.as_ref().err().and_then(error_code).as_deref(), Some("AccessDenied"));
     let bob_buckets = bob_s3.list_buckets().send().await?;
     assert!(bob_buckets.buckets().iter().any(|b| b.name() == Some("photos")));
     let keys = cluster.admin_json(&["key", "list"])?;

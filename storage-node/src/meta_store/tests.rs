@@ -307,6 +307,14 @@ async fn totals_follow_writes_overwrites_tombstones_and_removals() {
     // Reopened, the totals are the ones kept, not counted twice.
     let store = MetaStore::open_with_tally(&path, MetaStoreConfig::default(), Some(tally_by_prefix)).expect("open");
     assert_eq!(totals_of(&store, &[b"ga", b"gc"]).await, vec![(1, 10), (1, 4)]);
+    drop(store);
+
+    // A process that does not keep totals writes rows; the next one that does counts again.
+    let plain = MetaStore::open(&path, MetaStoreConfig::default()).expect("open");
+    plain.put_if_newer(vec![row(b"ga/3", ts(5, 0, 1), b"123456")]).await.expect("put");
+    drop(plain);
+    let store = MetaStore::open_with_tally(&path, MetaStoreConfig::default(), Some(tally_by_prefix)).expect("open");
+    assert_eq!(totals_of(&store, &[b"ga", b"gc", b""]).await, vec![(2, 16), (1, 4), (0, 0)]);
 }
 
 #[tokio::test]

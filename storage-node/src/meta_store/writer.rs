@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadableTable, Table};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{decode_row, decode_timestamp, encode_value};
@@ -98,6 +98,9 @@ fn apply_batch(db: &Database, batch: &[WriteRequest], tally: Option<Tally>) -> R
         for request in batch {
             results.push(apply_request(&mut table, &mut totals, tally, &request.rows)?);
         }
+        if tally.is_some() {
+            mark_counted(&mut totals, table.len()?)?;
+        }
     }
     txn.commit()?;
     Ok(results)
@@ -146,6 +149,21 @@ fn apply_request(
     Ok(Ok(applied))
 }
 
+/// The key of the totals table's record of how many rows the totals were kept over: the one
+/// group no row counts in.
+const COUNTED_ROWS: &[u8] = b"";
+
+/// How many rows the totals were last kept over, if ever.
+pub(super) fn counted_rows(totals: &Table<&'static [u8], (u64, u64)>) -> Result<Option<u64>, MetaError> {
+    Ok(totals.get(COUNTED_ROWS)?.map(|t| t.value().0))
+}
+
+/// Records that the totals are kept over `rows` rows (see [`counted_rows`]).
+pub(super) fn mark_counted(totals: &mut Table<&'static [u8], (u64, u64)>, rows: u64) -> Result<(), MetaError> {
+    totals.insert(COUNTED_ROWS, (rows, 0))?;
+    Ok(())
+}
+
 /// Counts `row` into (or, when `add` is false, out of) the total of the group `tally` puts
 /// it in; a total that falls to zero is removed.
 pub(super) fn add_to_totals(
@@ -154,7 +172,9 @@ pub(super) fn add_to_totals(
     row: &Row,
     add: bool,
 ) -> Result<(), MetaError> {
-    let Some((group, bytes)) = tally(row) else { return Ok(()) };
+    let Some((group, bytes)) = tally(row).filter(|(group, _)| group.as_slice() != COUNTED_ROWS) else {
+        return Ok(());
+    };
     let (rows, total) = totals.get(group.as_slice())?.map(|t| t.value()).unwrap_or_default();
     let (rows, total) = if add {
         (rows.saturating_add(1), total.saturating_add(bytes))

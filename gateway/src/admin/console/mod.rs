@@ -72,6 +72,11 @@ async fn require_session(
             request.extensions_mut().insert(Session { csrf: console.sessions.csrf(&cookie) });
             next.run(request).await
         }
+        // A page or a form goes to the login page; an upload (a script's PUT, which would
+        // follow the redirect and see the login page as success) is told plainly.
+        None if request.method() == http::Method::PUT => {
+            (StatusCode::UNAUTHORIZED, "the console session ended: log in again").into_response()
+        }
         None => Redirect::to("/console/login").into_response(),
     }
 }

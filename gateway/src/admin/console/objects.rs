@@ -17,6 +17,7 @@ use super::{Console, Form, Session, pages};
 use crate::auth::presign::{MAX_PRESIGN_SECS, Presigner};
 use crate::auth::{Authenticated, PayloadHash, SignatureVersion};
 use crate::s3::S3Request;
+use crate::s3::error::S3Error;
 use crate::s3::list::{Entry, list_page};
 
 /// Entries one page of the browser shows.
@@ -89,9 +90,17 @@ async fn browse_page(
     }
 }
 
-/// An S3 request on `key` of `bucket` signed, in effect, by the bucket's owner.
-fn owner_request(console: &Console, bucket: &BucketInfo, key: &str, method: Method, headers: HeaderMap) -> S3Request {
-    S3Request {
+/// An S3 request on `key` of `bucket` signed, in effect, by the bucket's owner; refused as
+/// the S3 API refuses a key it does not allow.
+fn owner_request(
+    console: &Console,
+    bucket: &BucketInfo,
+    key: &str,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<S3Request, S3Error> {
+    crate::s3::check_key(key)?;
+    Ok(S3Request {
         method,
         headers,
         query: BTreeMap::new(),
@@ -105,6 +114,35 @@ fn owner_request(console: &Console, bucket: &BucketInfo, key: &str, method: Meth
         },
         resource: format!("/{}/{key}", bucket.name),
         request_id: console.admin.gateway.next_request_id(),
+    })
+}
+
+/// The answer to an object request S3 would refuse.
+fn refused(e: &S3Error) -> Response {
+    (e.status(), format!("{}: {e}", e.code())).into_response()
+}
+
+/// Headers that make a download a download: saved under the key's last segment, never shown
+/// inline nor sniffed, and sandboxed should a browser render it anyway (an object's content
+/// type is whatever its writer chose, and the console's origin holds an admin session).
+fn as_attachment(response: &mut Response, key: &str) {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    let plain: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let plain = if plain.trim().is_empty() { "download".to_owned() } else { plain };
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let headers = response.headers_mut();
+    let disposition = format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}");
+    let safe = [
+        (http::header::CONTENT_DISPOSITION, disposition.as_str()),
+        (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (http::header::CONTENT_SECURITY_POLICY, "sandbox"),
+    ];
+    for (name, value) in safe {
+        match http::HeaderValue::from_str(value) {
+            Ok(value) => headers.insert(name, value),
+            Err(_) => headers.insert(name, http::HeaderValue::from_static("attachment")),
+        };
     }
 }
 
@@ -123,14 +161,13 @@ pub(super) async fn download(
         Ok(bucket) => bucket,
         Err(missing) => return missing.into_response(),
     };
-    let request = owner_request(&console, &bucket, &object.key, Method::GET, HeaderMap::new());
+    let request = match owner_request(&console, &bucket, &object.key, Method::GET, HeaderMap::new()) {
+        Ok(request) => request,
+        Err(e) => return refused(&e),
+    };
     match crate::s3::get_object::get_object(&console.admin.gateway, &request, true).await {
         Ok(mut response) => {
-            let file = object.key.rsplit('/').next().unwrap_or("download").replace(['"', '\\'], "_");
-            let disposition = format!("attachment; filename=\"{file}\"");
-            if let Ok(value) = http::HeaderValue::from_str(&disposition) {
-                response.headers_mut().insert(http::header::CONTENT_DISPOSITION, value);
-            }
+            as_attachment(&mut response, &object.key);
             response
         }
         Err(e) => (e.status(), format!("download failed: {}", e.code())).into_response(),
@@ -161,7 +198,10 @@ pub(super) async fn upload(
             headers.insert(name, value.clone());
         }
     }
-    let request = owner_request(&console, &bucket, &object.key, Method::PUT, headers);
+    let request = match owner_request(&console, &bucket, &object.key, Method::PUT, headers) {
+        Ok(request) => request,
+        Err(e) => return refused(&e),
+    };
     match crate::s3::put_object::put_object(&console.admin.gateway, &request, Body::new(body)).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (e.status(), format!("upload failed: {} ({e})", e.code())).into_response(),
@@ -174,7 +214,10 @@ pub(super) async fn delete(State(console): State<Arc<Console>>, Path(name): Path
         Err(missing) => return missing.into_response(),
     };
     let key = form.get("key");
-    let request = owner_request(&console, &bucket, key, Method::DELETE, HeaderMap::new());
+    let request = match owner_request(&console, &bucket, key, Method::DELETE, HeaderMap::new()) {
+        Ok(request) => request,
+        Err(e) => return refused(&e),
+    };
     match crate::s3::delete::delete_object(&console.admin.gateway, &request).await {
         Ok(_) => Redirect::to(&back_to(&name, form.get("prefix"))).into_response(),
         Err(e) => (e.status(), format!("delete failed: {}", e.code())).into_response(),

@@ -204,7 +204,7 @@ pub fn buckets(csrf: &str, buckets: &[BucketView], keys: &[(String, String)], sh
                 tbody {
                     @for b in buckets {
                         tr {
-                            td { a href=(format!("/console/buckets/{}", b.name)) { (b.name) } }
+                            td { a href=(format!("/console/buckets/{}", q(&b.name))) { (b.name) } }
                             td.num { (b.usage.objects) } td.num { (human_bytes(b.usage.bytes)) }
                             td {
                                 form.inline method="post" action=(format!("/console/buckets/{}/consistency", b.name)) {
@@ -377,7 +377,7 @@ pub fn keys(csrf: &str, keys: &[KeyView], buckets: &[String], shown: Option<Noti
                             td.mono { (k.access_key_id) } td { (k.name) } td { (iso8601(k.created_ms)) }
                             td { @for b in &k.buckets { (b.bucket) " (" (b.permissions.names()) ") " } }
                             td {
-                                form.inline method="post" action=(format!("/console/keys/{}/delete", k.access_key_id)) {
+                                form.inline method="post" action=(format!("/console/keys/{}/delete", q(&k.access_key_id))) {
                                     input type="hidden" name=(CSRF_FIELD) value=(csrf);
                                     button.danger { "Delete" }
                                 }
