@@ -54,15 +54,16 @@ fn serving(health: Option<&NodeHealth>) -> bool {
     health.is_none_or(|h| h.state != NodeState::Down && !h.status.as_ref().is_some_and(|s| s.rebuilding))
 }
 
+/// The serving replicas of each partition of `layout`.
+fn serving_replicas<'a>(layout: &'a Layout, nodes: &'a HashMap<&str, &NodeHealth>) -> impl Iterator<Item = usize> + 'a {
+    (0..layout.partition_count)
+        .map(move |partition| layout.replicas(partition).filter(|id| serving(nodes.get(id).copied())).count())
+}
+
 /// Partitions of `layout` with fewer serving replicas than a quorum.
 fn partitions_below_quorum(layout: &Layout, nodes: &HashMap<&str, &NodeHealth>) -> u32 {
     let quorum = layout.quorum();
-    (0..layout.partition_count)
-        .filter(|&partition| {
-            let up = layout.replicas(partition).filter(|id| serving(nodes.get(id).copied())).count();
-            up < quorum
-        })
-        .count() as u32
+    serving_replicas(layout, nodes).filter(|&up| up < quorum).count() as u32
 }
 
 /// What a bucket's requests can do at its consistency level.
@@ -108,12 +109,7 @@ impl BucketHealth {
 /// The fewest serving replicas any partition has, in both layouts during a move.
 pub fn fewest_serving_replicas(state: &ClusterState, seen: &[NodeHealth]) -> usize {
     let nodes: HashMap<&str, &NodeHealth> = seen.iter().map(|h| (h.node_id.as_str(), h)).collect();
-    let fewest = |layout: &Layout| {
-        (0..layout.partition_count)
-            .map(|partition| layout.replicas(partition).filter(|id| serving(nodes.get(id).copied())).count())
-            .min()
-            .unwrap_or(0)
-    };
+    let fewest = |layout: &Layout| serving_replicas(layout, &nodes).min().unwrap_or(0);
     let current = fewest(&state.layout);
     state.transition.as_ref().map_or(current, |t| current.min(fewest(&t.previous)))
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AddNodeRequest, BucketView, ClusterStatus, CreateBucketRequest, CreateKeyRequest, CreatedKey, ErrorBody, KeyView,
-    LayoutView, NodeScrub, NodeView, SetConsistencyRequest, UpdateNodeRequest,
+    LayoutView, NodeScrub, NodeView, SetConsistencyRequest, UpdateNodeRequest, url_component,
 };
 
 /// A client of the admin API.
@@ -46,12 +46,12 @@ impl AdminClient {
 
     /// Takes a node out of the layout (`cairn admin node remove`).
     pub async fn remove_node(&self, node_id: &str) -> anyhow::Result<LayoutView> {
-        self.call::<(), _>(Method::DELETE, &format!("/v1/nodes/{}", segment(node_id)), None).await
+        self.call::<(), _>(Method::DELETE, &format!("/v1/nodes/{}", url_component(node_id)), None).await
     }
 
     /// Changes a node's zone or capacity weight (`cairn admin node set-zone|set-capacity`).
     pub async fn update_node(&self, node_id: &str, update: &UpdateNodeRequest) -> anyhow::Result<LayoutView> {
-        self.call(Method::PATCH, &format!("/v1/nodes/{}", segment(node_id)), Some(update)).await
+        self.call(Method::PATCH, &format!("/v1/nodes/{}", url_component(node_id)), Some(update)).await
     }
 
     /// Every bucket with its usage and health (`cairn admin bucket list`).
@@ -61,7 +61,7 @@ impl AdminClient {
 
     /// One bucket (`cairn admin bucket show`).
     pub async fn bucket(&self, name: &str) -> anyhow::Result<BucketView> {
-        self.get(&format!("/v1/buckets/{}", segment(name))).await
+        self.get(&format!("/v1/buckets/{}", url_component(name))).await
     }
 
     /// Creates a bucket (`cairn admin bucket create`).
@@ -71,18 +71,18 @@ impl AdminClient {
 
     /// Deletes an empty bucket (`cairn admin bucket delete`).
     pub async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
-        self.call::<(), _>(Method::DELETE, &format!("/v1/buckets/{}", segment(name)), None).await
+        self.call::<(), _>(Method::DELETE, &format!("/v1/buckets/{}", url_component(name)), None).await
     }
 
     /// Changes a bucket's consistency level (`cairn admin bucket set-consistency`).
     pub async fn set_consistency(&self, bucket: &str, level: &str) -> anyhow::Result<BucketView> {
-        let path = format!("/v1/buckets/{}/consistency", segment(bucket));
+        let path = format!("/v1/buckets/{}/consistency", url_component(bucket));
         self.call(Method::PUT, &path, Some(&SetConsistencyRequest { level: level.to_owned() })).await
     }
 
     /// Sets what a key may do with a bucket (`cairn admin key grant|revoke`).
     pub async fn grant(&self, key_id: &str, bucket: &str, permissions: Permissions) -> anyhow::Result<BucketView> {
-        let path = format!("/v1/buckets/{}/grants/{}", segment(bucket), segment(key_id));
+        let path = format!("/v1/buckets/{}/grants/{}", url_component(bucket), url_component(key_id));
         self.call(Method::PUT, &path, Some(&permissions)).await
     }
 
@@ -98,7 +98,7 @@ impl AdminClient {
 
     /// Deletes an access key that owns no bucket (`cairn admin key delete`).
     pub async fn delete_key(&self, key_id: &str) -> anyhow::Result<()> {
-        self.call::<(), _>(Method::DELETE, &format!("/v1/keys/{}", segment(key_id)), None).await
+        self.call::<(), _>(Method::DELETE, &format!("/v1/keys/{}", url_component(key_id)), None).await
     }
 
     /// Every node's scrubber report (`cairn admin scrub status`), or one node's.
@@ -145,15 +145,10 @@ impl AdminClient {
     }
 }
 
-/// `text` as one percent-encoded path segment.
-fn segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// `path` restricted to one node when `node` is given.
 fn with_node(path: &str, node: Option<&str>) -> String {
     match node {
-        Some(node) => format!("{path}?node={}", segment(node)),
+        Some(node) => format!("{path}?node={}", url_component(node)),
         None => path.to_owned(),
     }
 }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cairn_storage_node::control::{ClusterState, Command, CommandResult, Invitation, Membership, NodeInfo};
+use cairn_storage_node::control::{ClusterState, Command, Invitation, Membership, NodeInfo};
 use cairn_storage_node::failure_detector::NodeHealth;
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use super::error::{AdminError, AdminResult, JsonBody};
+use super::error::{AdminError, AdminResult, JsonBody, command_outcome};
 use crate::timefmt::now_ms;
 
 /// What `GET /v1/status` answers: the health verdict, the layout, bucket totals and every
@@ -47,6 +47,11 @@ pub struct UsageTotals {
 }
 
 pub(super) async fn status(State(admin): State<Arc<AdminState>>) -> Json<ClusterStatus> {
+    Json(cluster_status(&admin).await)
+}
+
+/// The cluster at a glance (the admin API's status and the console's overview).
+pub(crate) async fn cluster_status(admin: &AdminState) -> ClusterStatus {
     let state = admin.gateway.state();
     let nodes = admin.gateway.replication.detector().snapshot();
     let health = crate::health::assess(&state, &nodes);
@@ -58,14 +63,14 @@ pub(super) async fn status(State(admin): State<Arc<AdminState>>) -> Json<Cluster
         bytes: usage.values().map(|u| u.bytes).sum(),
         complete: usage.values().all(|u| u.complete),
     };
-    Json(ClusterStatus {
+    ClusterStatus {
         state_version: state.version,
         health,
         layout_version: state.layout.version,
         moving_from: state.transition.as_ref().map(|t| t.previous.version),
         usage,
         nodes,
-    })
+    }
 }
 
 /// A node as `GET /v1/nodes` shows it: its place in the layout and what it last reported.
@@ -278,10 +283,6 @@ pub(super) async fn update_node(
 async fn node_command(admin: &AdminState, command: Command) -> AdminResult<LayoutView> {
     let cluster = admin.gateway.replication.cluster();
     let before = cluster.state().version;
-    match cluster.command(&command, |s| s.version > before).await {
-        Ok(CommandResult::Ok) => Ok(Json(layout_view(&cluster.state()))),
-        Ok(CommandResult::Rejected(reason)) => Err(AdminError::BadRequest(reason)),
-        Ok(other) => Err(AdminError::Internal(format!("{other:?}"))),
-        Err(e) => Err(AdminError::Unavailable(e.to_string())),
-    }
+    command_outcome(cluster.command(&command, |s| s.version > before).await, AdminError::BadRequest)?;
+    Ok(Json(layout_view(&cluster.state())))
 }

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use cairn_storage_node::control::CommandResult;
+
+use crate::cluster::ClusterError;
 use crate::s3::error::S3Error;
 
 /// Why an admin API request failed.
@@ -83,6 +86,20 @@ impl From<S3Error> for AdminError {
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(message),
             _ => Self::Internal(message),
         }
+    }
+}
+
+/// The outcome of a control-plane command as an admin answer: `refused` says what a rejection
+/// is (a bad request, a conflict).
+pub(crate) fn command_outcome(
+    result: Result<CommandResult, ClusterError>,
+    refused: fn(String) -> AdminError,
+) -> Result<(), AdminError> {
+    match result {
+        Ok(CommandResult::Ok) => Ok(()),
+        Ok(CommandResult::Rejected(reason)) => Err(refused(reason)),
+        Ok(other) => Err(AdminError::Internal(format!("{other:?}"))),
+        Err(e) => Err(AdminError::Unavailable(e.to_string())),
     }
 }
 

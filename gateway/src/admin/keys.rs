@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cairn_storage_node::control::{AccessKey, ClusterState, Command, CommandResult, Permissions};
+use cairn_storage_node::control::{AccessKey, ClusterState, Command, Permissions};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use super::error::{AdminError, JsonBody};
+use super::error::{AdminError, JsonBody, command_outcome};
 use crate::timefmt::now_ms;
 
 const KEY_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -99,12 +99,9 @@ pub(crate) async fn create_key(admin: &AdminState, name: &str) -> Result<Created
     let key = new_access_key(name);
     let key_id = key.key_id.clone();
     let settled = |s: &ClusterState| s.access_keys.contains_key(&key_id);
-    match admin.gateway.replication.cluster().command(&Command::PutAccessKey(key.clone()), settled).await {
-        Ok(CommandResult::Ok) => Ok(CreatedKey { access_key_id: key.key_id, secret_access_key: key.secret }),
-        Ok(CommandResult::Rejected(reason)) => Err(AdminError::BadRequest(reason)),
-        Ok(other) => Err(AdminError::Internal(format!("{other:?}"))),
-        Err(e) => Err(AdminError::Unavailable(e.to_string())),
-    }
+    let result = admin.gateway.replication.cluster().command(&Command::PutAccessKey(key.clone()), settled).await;
+    command_outcome(result, AdminError::BadRequest)?;
+    Ok(CreatedKey { access_key_id: key.key_id, secret_access_key: key.secret })
 }
 
 pub(super) async fn delete(
@@ -122,10 +119,5 @@ pub(crate) async fn delete_key(admin: &AdminState, key_id: &str) -> Result<(), A
     }
     let command = Command::DeleteAccessKey { key_id: key_id.to_owned() };
     let settled = |s: &ClusterState| !s.access_keys.contains_key(key_id);
-    match admin.gateway.replication.cluster().command(&command, settled).await {
-        Ok(CommandResult::Ok) => Ok(()),
-        Ok(CommandResult::Rejected(reason)) => Err(AdminError::Conflict(reason)),
-        Ok(other) => Err(AdminError::Internal(format!("{other:?}"))),
-        Err(e) => Err(AdminError::Unavailable(e.to_string())),
-    }
+    command_outcome(admin.gateway.replication.cluster().command(&command, settled).await, AdminError::Conflict)
 }

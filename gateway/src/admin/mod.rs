@@ -28,6 +28,11 @@ pub use scrub::NodeScrub;
 
 use crate::s3::Gateway;
 
+/// `text` as one percent-encoded URL path segment or query value.
+pub(crate) fn url_component(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// What every admin handler sees.
 pub(crate) struct AdminState {
     pub(crate) gateway: Arc<Gateway>,

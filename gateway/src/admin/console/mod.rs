@@ -133,11 +133,16 @@ async fn overview(
     State(console): State<Arc<Console>>,
     axum::Extension(session): axum::Extension<Session>,
 ) -> Html<String> {
-    let admin = &console.admin;
-    let super::cluster::ClusterStatus { health, usage, layout_version, moving_from, .. } =
-        super::cluster::status(State(admin.clone())).await.0;
-    let nodes = super::cluster::node_views(&admin.gateway.state(), &admin.gateway.replication.detector().snapshot());
-    Html(pages::overview(&session.csrf, &health, &usage, layout_version, moving_from, &nodes))
+    let status = super::cluster::cluster_status(&console.admin).await;
+    let nodes = super::cluster::node_views(&console.admin.gateway.state(), &status.nodes);
+    Html(pages::overview(
+        &session.csrf,
+        &status.health,
+        &status.usage,
+        status.layout_version,
+        status.moving_from,
+        &nodes,
+    ))
 }
 
 async fn buckets(

@@ -130,7 +130,7 @@ fn as_attachment(response: &mut Response, key: &str) {
     let plain: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let plain = if plain.trim().is_empty() { "download".to_owned() } else { plain };
-    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let encoded = super::super::url_component(name);
     let headers = response.headers_mut();
     let disposition = format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}");
     let safe = [
@@ -226,7 +226,7 @@ pub(super) async fn delete(State(console): State<Arc<Console>>, Path(name): Path
 
 /// The browser page of `prefix` in bucket `name`.
 fn back_to(name: &str, prefix: &str) -> String {
-    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let encode = super::super::url_component;
     format!("/console/buckets/{}?prefix={}", encode(name), encode(prefix))
 }
 

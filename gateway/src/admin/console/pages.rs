@@ -4,7 +4,7 @@ use cairn_storage_node::failure_detector::NodeHealth;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::super::cli::{human_bytes, human_duration, scrub_summary, sync_summary};
-use super::super::{BucketView, CreatedKey, KeyView, NodeView, UsageTotals};
+use super::super::{BucketView, CreatedKey, KeyView, NodeView, UsageTotals, url_component};
 use super::session::{CSRF_FIELD, CSRF_HEADER};
 use crate::health::ClusterHealth;
 use crate::timefmt::iso8601;
@@ -204,7 +204,7 @@ pub fn buckets(csrf: &str, buckets: &[BucketView], keys: &[(String, String)], sh
                 tbody {
                     @for b in buckets {
                         tr {
-                            td { a href=(format!("/console/buckets/{}", q(&b.name))) { (b.name) } }
+                            td { a href=(format!("/console/buckets/{}", url_component(&b.name))) { (b.name) } }
                             td.num { (b.usage.objects) } td.num { (human_bytes(b.usage.bytes)) }
                             td {
                                 form.inline method="post" action=(format!("/console/buckets/{}/consistency", b.name)) {
@@ -285,11 +285,6 @@ pub struct Browser<'a> {
     pub shared: Option<Shared>,
 }
 
-/// A query string value, percent-encoded.
-fn q(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// The object browser of one bucket at one prefix.
 pub fn browser(csrf: &str, view: &Browser<'_>) -> String {
     let base = format!("/console/buckets/{}", view.bucket);
@@ -304,7 +299,7 @@ pub fn browser(csrf: &str, view: &Browser<'_>) -> String {
         p id="crumbs" {
             @for (i, (label, prefix)) in crumbs.iter().enumerate() {
                 @if i > 0 { " › " }
-                a href=(format!("{base}?prefix={}", q(prefix))) { (label) }
+                a href=(format!("{base}?prefix={}", url_component(prefix))) { (label) }
             }
         }
         @if let Some(shared) = &view.shared {
@@ -320,10 +315,10 @@ pub fn browser(csrf: &str, view: &Browser<'_>) -> String {
                     @for entry in view.entries {
                         @match entry {
                             Listed::Prefix(prefix) => tr {
-                                td colspan="4" { a href=(format!("{base}?prefix={}", q(prefix))) { "📁 " (&prefix[view.prefix.len()..]) } }
+                                td colspan="4" { a href=(format!("{base}?prefix={}", url_component(prefix))) { "📁 " (&prefix[view.prefix.len()..]) } }
                             },
                             Listed::Object { key, size, modified_ms } => tr {
-                                td { a.object href=(format!("{base}/object?key={}", q(key))) download { (&key[view.prefix.len()..]) } }
+                                td { a.object href=(format!("{base}/object?key={}", url_component(key))) download { (&key[view.prefix.len()..]) } }
                                 td.num { (human_bytes(*size)) }
                                 td { (iso8601(*modified_ms)) }
                                 td {
@@ -352,7 +347,7 @@ pub fn browser(csrf: &str, view: &Browser<'_>) -> String {
             }
         }
         @if let Some(next) = view.next {
-            p { a href=(format!("{base}?prefix={}&after={}", q(view.prefix), q(next))) { "Next page →" } }
+            p { a href=(format!("{base}?prefix={}&after={}", url_component(view.prefix), url_component(next))) { "Next page →" } }
         }
         h2 { "Upload" }
         form.card method="post" action=(format!("{base}/object")) data-upload data-prefix=(view.prefix) data-csrf=(csrf) id="upload" {
@@ -377,7 +372,7 @@ pub fn keys(csrf: &str, keys: &[KeyView], buckets: &[String], shown: Option<Noti
                             td.mono { (k.access_key_id) } td { (k.name) } td { (iso8601(k.created_ms)) }
                             td { @for b in &k.buckets { (b.bucket) " (" (b.permissions.names()) ") " } }
                             td {
-                                form.inline method="post" action=(format!("/console/keys/{}/delete", q(&k.access_key_id))) {
+                                form.inline method="post" action=(format!("/console/keys/{}/delete", url_component(&k.access_key_id))) {
                                     input type="hidden" name=(CSRF_FIELD) value=(csrf);
                                     button.danger { "Delete" }
                                 }
